@@ -1,0 +1,184 @@
+//! Database connections: PostgreSQL with one schema per service, or SQLite with one file per
+//! service. Startup checks that the database answers, within a deadline, and reports failures
+//! as one line naming host, database and cause.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+
+use crate::RuntimeError;
+use crate::config::DatabaseConfig;
+
+/// Where a URL points, for error messages (never includes credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub database: String,
+}
+
+impl Target {
+    pub fn of(url: &str) -> Target {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            return Target {
+                host: "local file".into(),
+                database: path.to_owned(),
+            };
+        }
+        match url::Url::parse(url) {
+            Ok(parsed) => Target {
+                host: format!(
+                    "{}:{}",
+                    parsed.host_str().unwrap_or("localhost"),
+                    parsed.port().unwrap_or(5432)
+                ),
+                database: parsed.path().trim_start_matches('/').to_owned(),
+            },
+            Err(_) => Target {
+                host: "unparseable url".into(),
+                database: String::new(),
+            },
+        }
+    }
+}
+
+/// Opens the pool and checks that the database answers within `connect_timeout`.
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, RuntimeError> {
+    let target = Target::of(&config.url);
+    let unavailable = |cause: String| RuntimeError::DatabaseUnavailable {
+        host: target.host.clone(),
+        database: target.database.clone(),
+        cause,
+    };
+    let url = if config.is_sqlite() {
+        prepare_sqlite(&config.url).map_err(&unavailable)?
+    } else {
+        config.url.clone()
+    };
+
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(config.max_connections)
+        .min_connections(0)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false);
+    if config.is_sqlite() {
+        // One writer at a time; a short busy wait instead of instant SQLITE_BUSY errors.
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else {
+        options.set_schema_search_path(config.schema.clone());
+        options.set_application_name("switchyard");
+        // A connection idle for a while is pinged before use, under a short deadline: after a
+        // database restart a half-open socket fails fast and the pool opens a fresh one
+        // instead of hanging the request.
+        let idle = config.ping_after_idle;
+        let deadline = config.ping_timeout;
+        options.test_before_acquire(false);
+        options.map_sqlx_postgres_before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < idle {
+                    return Ok(true);
+                }
+                use sea_orm::sqlx::Connection;
+                Ok(matches!(
+                    tokio::time::timeout(deadline, conn.ping()).await,
+                    Ok(Ok(()))
+                ))
+            })
+        });
+    }
+
+    let db = tokio::time::timeout(config.connect_timeout, Database::connect(options))
+        .await
+        .map_err(|_| unavailable(format!("no answer within {:?}", config.connect_timeout)))?
+        .map_err(|e| unavailable(root_cause(&e)))?;
+    tokio::time::timeout(config.connect_timeout, db.ping())
+        .await
+        .map_err(|_| unavailable(format!("no answer within {:?}", config.connect_timeout)))?
+        .map_err(|e| unavailable(root_cause(&e)))?;
+    Ok(db)
+}
+
+/// Adds `mode=rwc` (create the file) and makes sure the directory exists.
+fn prepare_sqlite(url: &str) -> Result<String, String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path != ":memory:"
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// The innermost message of a database error, on one line.
+pub fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message = inner.to_string();
+        source = inner.source();
+    }
+    message.replace('\n', " ")
+}
+
+/// True when the connection answers a trivial query within `deadline`.
+pub async fn is_healthy(db: &DatabaseConnection, deadline: Duration) -> bool {
+    matches!(tokio::time::timeout(deadline, db.ping()).await, Ok(Ok(())))
+}
+
+/// `true` for PostgreSQL, where row locks and advisory locks exist.
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_host_and_database_without_credentials() {
+        let t = Target::of("postgres://user:secret@db.internal:6543/switchyard?sslmode=require");
+        assert_eq!(t.host, "db.internal:6543");
+        assert_eq!(t.database, "switchyard");
+        let t = Target::of("sqlite:///var/lib/sy/audit.db?mode=rwc");
+        assert_eq!(t.database, "/var/lib/sy/audit.db");
+    }
+
+    #[test]
+    fn sqlite_urls_gain_create_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/sub/x.db", dir.path().display());
+        let prepared = prepare_sqlite(&url).expect("prepared");
+        assert!(prepared.ends_with("?mode=rwc"));
+        assert!(dir.path().join("sub").is_dir());
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_one_line_naming_host_and_database() {
+        let config = DatabaseConfig {
+            url: "postgres://postgres@127.0.0.1:1/nowhere".into(),
+            connect_timeout: Duration::from_secs(2),
+            ..DatabaseConfig::default()
+        };
+        let error = connect(&config).await.expect_err("port 1 refuses").to_string();
+        assert!(error.contains("127.0.0.1:1"), "{error}");
+        assert!(error.contains("nowhere"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+}

@@ -1,0 +1,88 @@
+//! The transactional outbox: a service writes its domain change and the events describing it
+//! in one database transaction; a [`relay`] delivers pending events in batches over gRPC to
+//! their consumer, retrying with backoff while the consumer is down, and marks them delivered.
+//! Consumers de-duplicate by event id, so at-least-once delivery loses and doubles nothing.
+
+pub mod entity;
+pub mod migration;
+pub mod relay;
+
+use chrono::Utc;
+use prost::Message;
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, EntityTrait, Set};
+use switchyard_proto::common::v1::{Actor, ActorType};
+use switchyard_proto::events::v1::{AuditRecord, Event, Outcome, event::Payload};
+
+pub use relay::{Relay, spawn_relay};
+
+/// Consumer names: the relay for a destination delivers to that consumer's EventSink.
+pub mod destination {
+    pub const AUDIT: &str = "audit";
+    pub const SCHEDULER: &str = "scheduler";
+    pub const MONITORING: &str = "monitoring";
+    pub const CONTROL_PLANE: &str = "control-plane";
+}
+
+/// A new event envelope with a time-ordered id.
+pub fn event(source: &str, payload: Payload) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: source.to_owned(),
+        occurred_at: Some(crate::time::to_proto(Utc::now())),
+        payload: Some(payload),
+    }
+}
+
+/// The audit record a service writes about itself (startup, maintenance).
+pub fn service_record(service: &str, action: &str, resource_id: &str, details: serde_json::Value) -> AuditRecord {
+    AuditRecord {
+        actor: Some(Actor {
+            r#type: ActorType::Service as i32,
+            id: service.to_owned(),
+            display_name: format!("switchyard-{service}"),
+        }),
+        action: action.to_owned(),
+        resource_type: "service".to_owned(),
+        resource_id: resource_id.to_owned(),
+        org_id: String::new(),
+        project_id: String::new(),
+        outcome: Outcome::Success as i32,
+        details_json: details.to_string(),
+        origin: None,
+    }
+}
+
+/// Adds events for `destination` inside the caller's transaction.
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    destination: &str,
+    events: &[Event],
+) -> Result<(), sea_orm::DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = events.iter().map(|event| entity::ActiveModel {
+        id: NotSet,
+        event_id: Set(event.id.clone()),
+        destination: Set(destination.to_owned()),
+        payload: Set(event.encode_to_vec()),
+        created_at: Set(now),
+        attempts: Set(0),
+        last_error: Set(None),
+        delivered_at: Set(None),
+    });
+    entity::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    Ok(())
+}
+
+/// Shorthand: one audit record to the audit service, inside the caller's transaction.
+pub async fn enqueue_audit<C: ConnectionTrait>(
+    conn: &C,
+    source: &str,
+    record: AuditRecord,
+) -> Result<Event, sea_orm::DbErr> {
+    let event = event(source, Payload::Audit(record));
+    enqueue(conn, destination::AUDIT, std::slice::from_ref(&event)).await?;
+    Ok(event)
+}

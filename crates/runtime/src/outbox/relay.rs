@@ -1,0 +1,272 @@
+//! Delivers one destination's pending outbox events to its consumer, in id order and in
+//! batches, until shutdown.
+//!
+//! On PostgreSQL a batch is claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that
+//! stays open for the delivery call, so replicas of the emitter never deliver the same batch
+//! concurrently, and a crash mid-delivery leaves the rows pending (the consumer de-duplicates
+//! the redelivery). SQLite (embedded mode, one process) reads and marks without row locks.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use prost::Message;
+use rand::Rng;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+use switchyard_proto::events::v1::{DeliverRequest, Event};
+
+use super::entity::{self, Column, Entity as Outbox};
+use crate::config::OutboxConfig;
+use crate::db::is_postgres;
+use crate::grpc::GrpcChannel;
+use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_DELIVERED, OUTBOX_FAILURES};
+use crate::shutdown::Shutdown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("consumer refused the batch: {0}")]
+    Consumer(#[from] tonic::Status),
+    #[error("consumer did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+pub struct Relay {
+    db: DatabaseConnection,
+    destination: String,
+    sink: EventSinkClient<GrpcChannel>,
+    config: OutboxConfig,
+    service: &'static str,
+}
+
+/// Spawns the relay for `destination` on the current runtime.
+pub fn spawn_relay(
+    service: &'static str,
+    db: DatabaseConnection,
+    destination: &str,
+    sink: EventSinkClient<GrpcChannel>,
+    config: OutboxConfig,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let relay = Relay::new(service, db, destination, sink, config);
+    tokio::spawn(relay.run(shutdown))
+}
+
+impl Relay {
+    pub fn new(
+        service: &'static str,
+        db: DatabaseConnection,
+        destination: &str,
+        sink: EventSinkClient<GrpcChannel>,
+        config: OutboxConfig,
+    ) -> Self {
+        Relay {
+            db,
+            destination: destination.to_owned(),
+            sink,
+            config,
+            service,
+        }
+    }
+
+    /// Delivers until `shutdown`; never returns an error (it retries with backoff instead).
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut failures: u32 = 0;
+        let mut last_housekeeping = Instant::now() - Duration::from_secs(3600);
+        tracing::info!(service = self.service, destination = %self.destination, "outbox relay started");
+        while !shutdown.is_cancelled() {
+            if last_housekeeping.elapsed() >= Duration::from_secs(5) {
+                self.housekeeping().await;
+                last_housekeeping = Instant::now();
+            }
+            let pause = match self.deliver_batch().await {
+                Ok(delivered) => {
+                    if failures > 0 {
+                        tracing::info!(destination = %self.destination, failures, "outbox delivery recovered");
+                    }
+                    failures = 0;
+                    if delivered == self.config.batch_size as usize {
+                        continue; // more are probably waiting
+                    }
+                    self.config.poll_interval
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!(OUTBOX_FAILURES, "service" => self.service, "destination" => self.destination.clone())
+                        .increment(1);
+                    let pause = backoff(failures, self.config.poll_interval, self.config.max_backoff);
+                    // First failure and then every tenth, so an outage does not flood the log.
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        tracing::warn!(%error, destination = %self.destination, failures, retry_in_ms = pause.as_millis() as u64, "outbox delivery failed");
+                    }
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!(service = self.service, destination = %self.destination, "outbox relay stopped");
+    }
+
+    /// Delivers at most one batch. Returns how many events were delivered.
+    pub async fn deliver_batch(&mut self) -> Result<usize, RelayError> {
+        if is_postgres(&self.db) {
+            let txn = self.db.begin().await?;
+            let rows = self.pending(&txn, true).await?;
+            let delivered = self.deliver_rows(&txn, rows).await?;
+            txn.commit().await?;
+            Ok(delivered)
+        } else {
+            let rows = self.pending(&self.db, false).await?;
+            let db = self.db.clone();
+            self.deliver_rows(&db, rows).await
+        }
+    }
+
+    async fn pending<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        lock: bool,
+    ) -> Result<Vec<entity::Model>, sea_orm::DbErr> {
+        let mut query = Outbox::find()
+            .filter(Column::Destination.eq(self.destination.as_str()))
+            .filter(Column::DeliveredAt.is_null())
+            .order_by_asc(Column::Id)
+            .limit(u64::from(self.config.batch_size));
+        if lock {
+            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        query.all(conn).await
+    }
+
+    async fn deliver_rows<C: sea_orm::ConnectionTrait>(
+        &mut self,
+        conn: &C,
+        rows: Vec<entity::Model>,
+    ) -> Result<usize, RelayError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match Event::decode(row.payload.as_slice()) {
+                Ok(event) => events.push(event),
+                // Only possible if the row was altered by hand: skip it rather than block the
+                // queue forever; it stays visible with its error.
+                Err(error) => {
+                    tracing::error!(%error, outbox_id = row.id, "undecodable outbox event skipped");
+                }
+            }
+        }
+        let count = events.len();
+        let call = self.sink.deliver(DeliverRequest { events });
+        let outcome = match tokio::time::timeout(self.config.delivery_timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(RelayError::Consumer(status)),
+            Err(_) => Err(RelayError::Timeout(self.config.delivery_timeout)),
+        };
+        match outcome {
+            Ok(()) => {
+                Outbox::update_many()
+                    .col_expr(Column::DeliveredAt, Expr::value(Utc::now()))
+                    .filter(Column::Id.is_in(ids))
+                    .exec(conn)
+                    .await?;
+                metrics::counter!(OUTBOX_DELIVERED, "service" => self.service, "destination" => self.destination.clone())
+                    .increment(count as u64);
+                Ok(rows.len())
+            }
+            Err(error) => {
+                self.record_failure(ids, &error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Counts the attempt on the rows, outside the (about to be rolled back) claim transaction.
+    async fn record_failure(&self, ids: Vec<i64>, error: &RelayError) {
+        // Scoped: ExprTrait is implemented for every type and would shadow `Ord::min` elsewhere.
+        use sea_orm::sea_query::ExprTrait as _;
+        let message: String = error.to_string().chars().take(500).collect();
+        let result = Outbox::update_many()
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .col_expr(Column::LastError, Expr::value(message))
+            .filter(Column::Id.is_in(ids))
+            .exec(&self.db)
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not record the failed delivery attempt");
+        }
+    }
+
+    /// Updates the backlog gauge and deletes delivered events past their keep period.
+    async fn housekeeping(&self) {
+        let pending = Outbox::find()
+            .filter(Column::Destination.eq(self.destination.as_str()))
+            .filter(Column::DeliveredAt.is_null())
+            .count(&self.db)
+            .await;
+        if let Ok(pending) = pending {
+            metrics::gauge!(OUTBOX_BACKLOG, "service" => self.service, "destination" => self.destination.clone())
+                .set(pending as f64);
+        }
+        let keep = chrono::Duration::from_std(self.config.keep_delivered)
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+        let cleanup = Outbox::delete_many()
+            .filter(Column::Destination.eq(self.destination.as_str()))
+            .filter(Column::DeliveredAt.lt(Utc::now() - keep))
+            .exec(&self.db)
+            .await;
+        match cleanup {
+            Ok(result) if result.rows_affected > 0 => {
+                tracing::debug!(deleted = result.rows_affected, destination = %self.destination, "delivered outbox events cleaned up");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "outbox cleanup failed"),
+        }
+    }
+}
+
+/// Exponential backoff from `base`, doubling per failure up to `max`, with full jitter over the
+/// upper half so that replicas do not retry in lockstep.
+pub fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    let capped = exp.min(max).max(base);
+    let half = capped / 2;
+    let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn backoff_stays_within_bounds(failures in 1u32..100, base_ms in 1u64..2000, max_ms in 1u64..120_000) {
+            let base = Duration::from_millis(base_ms);
+            let max = Duration::from_millis(max_ms.max(base_ms));
+            let pause = backoff(failures, base, max);
+            prop_assert!(pause <= max.max(base));
+            prop_assert!(pause >= max.max(base).min(base.saturating_mul(1 << (failures.min(16) - 1))) / 2);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_failures() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(30);
+        assert!(backoff(1, base, max) <= Duration::from_millis(100));
+        assert!(backoff(8, base, max) >= Duration::from_millis(6400));
+    }
+}
