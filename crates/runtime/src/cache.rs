@@ -75,9 +75,13 @@ impl Cache {
                 redis_query(pool, *timeout, cmd).await
             }
             Cache::Memory(map) => {
-                let mut map = map.lock().map_err(|_| CacheError::Pool("poisoned".into()))?;
+                let mut map = map
+                    .lock()
+                    .map_err(|_| CacheError::Pool("poisoned".into()))?;
                 match map.get(key) {
-                    Some(entry) if entry.expires_at > Instant::now() => Ok(Some(entry.value.clone())),
+                    Some(entry) if entry.expires_at > Instant::now() => {
+                        Ok(Some(entry.value.clone()))
+                    }
                     Some(_) => {
                         map.remove(key);
                         Ok(None)
@@ -100,7 +104,9 @@ impl Cache {
                 redis_query::<()>(pool, *timeout, cmd).await
             }
             Cache::Memory(map) => {
-                let mut map = map.lock().map_err(|_| CacheError::Pool("poisoned".into()))?;
+                let mut map = map
+                    .lock()
+                    .map_err(|_| CacheError::Pool("poisoned".into()))?;
                 map.insert(
                     key.to_owned(),
                     Entry {
@@ -146,7 +152,10 @@ async fn redis_query<T: redis::FromRedisValue>(
     cmd: redis::Cmd,
 ) -> Result<T, CacheError> {
     let work = async {
-        let mut conn = pool.get().await.map_err(|e| CacheError::Pool(e.to_string()))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| CacheError::Pool(e.to_string()))?;
         Ok(cmd.query_async::<T>(&mut conn).await?)
     };
     tokio::time::timeout(timeout, work)
@@ -159,19 +168,26 @@ mod tests {
     use super::*;
 
     fn redis_url() -> String {
-        std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        std::env::var("SWITCHYARD_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
     }
 
     async fn exercise(cache: Cache) {
         let key = format!("switchyard-test:{}", uuid::Uuid::new_v4());
         assert_eq!(cache.get(&key).await.expect("get"), None);
         let value = [0u8, 159, 146, 150, 255];
-        cache.set(&key, &value, Duration::from_secs(30)).await.expect("set");
+        cache
+            .set(&key, &value, Duration::from_secs(30))
+            .await
+            .expect("set");
         assert_eq!(cache.get(&key).await.expect("get"), Some(value.to_vec()));
         cache.delete(&key).await.expect("delete");
         assert_eq!(cache.get(&key).await.expect("get"), None);
 
-        cache.set(&key, b"short", Duration::from_millis(50)).await.expect("set");
+        cache
+            .set(&key, b"short", Duration::from_millis(50))
+            .await
+            .expect("set");
         let deadline = Instant::now() + Duration::from_secs(5);
         while cache.get(&key).await.expect("get").is_some() {
             assert!(Instant::now() < deadline, "entry never expired");
@@ -192,7 +208,10 @@ mod tests {
         };
         let cache = Cache::from_config(&config).expect("pool");
         assert_eq!(cache.kind(), "redis");
-        cache.ping().await.expect("redis answers (start it: see README)");
+        cache
+            .ping()
+            .await
+            .expect("redis answers (start it: see README)");
         exercise(cache).await;
     }
 

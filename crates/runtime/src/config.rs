@@ -73,7 +73,9 @@ where
 fn section_names<T: Serialize>(defaults: &T) -> Result<HashSet<String>, RuntimeError> {
     match serde_json::to_value(defaults) {
         Ok(serde_json::Value::Object(map)) => Ok(map.keys().cloned().collect()),
-        _ => Err(RuntimeError::Config("config defaults are not a table".into())),
+        _ => Err(RuntimeError::Config(
+            "config defaults are not a table".into(),
+        )),
     }
 }
 
@@ -446,6 +448,11 @@ impl BaseConfig<'_> {
     }
 }
 
+/// Access to the base sections of any service config.
+pub trait ServiceConfig {
+    fn base(&self) -> BaseConfig<'_>;
+}
+
 /// Declares a service config struct with the base sections plus the service's own, its
 /// `Default` (with the service's ports and schema) and `Validate`.
 #[macro_export]
@@ -486,8 +493,8 @@ macro_rules! service_config {
             }
         }
 
-        impl $name {
-            pub fn base(&self) -> $crate::config::BaseConfig<'_> {
+        impl $crate::config::ServiceConfig for $name {
+            fn base(&self) -> $crate::config::BaseConfig<'_> {
                 $crate::config::BaseConfig {
                     grpc: &self.grpc,
                     metrics: &self.metrics,
@@ -520,6 +527,8 @@ mod tests {
     pub struct RetentionSection {
         pub days: u32,
     }
+
+    use crate::config::ServiceConfig as _;
 
     impl Validate for TestConfig {
         fn validate(&self) -> Vec<String> {
@@ -564,7 +573,9 @@ mod tests {
     fn bad_env_value_names_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SWITCHYARD_GRPC__LISTEN", "not-an-address");
-            let error = load_in_jail(None).expect_err("bad address rejected").to_string();
+            let error = load_in_jail(None)
+                .expect_err("bad address rejected")
+                .to_string();
             assert!(error.contains("grpc.listen"), "{error}");
             assert!(!error.contains('\n'), "one line: {error}");
             Ok(())
@@ -575,7 +586,9 @@ mod tests {
     fn unknown_key_in_file_is_rejected() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("svc.toml", "[database]\nshema = \"typo\"\n")?;
-            let error = load_in_jail(Some("svc.toml")).expect_err("typo rejected").to_string();
+            let error = load_in_jail(Some("svc.toml"))
+                .expect_err("typo rejected")
+                .to_string();
             assert!(error.contains("shema"), "{error}");
             Ok(())
         });
@@ -606,7 +619,9 @@ mod tests {
     #[test]
     fn missing_file_is_an_error() {
         figment::Jail::expect_with(|_jail| {
-            let error = load_in_jail(Some("nope.toml")).expect_err("missing").to_string();
+            let error = load_in_jail(Some("nope.toml"))
+                .expect_err("missing")
+                .to_string();
             assert!(error.contains("nope.toml"), "{error}");
             Ok(())
         });

@@ -176,7 +176,10 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             ..DatabaseConfig::default()
         };
-        let error = connect(&config).await.expect_err("port 1 refuses").to_string();
+        let error = connect(&config)
+            .await
+            .expect_err("port 1 refuses")
+            .to_string();
         assert!(error.contains("127.0.0.1:1"), "{error}");
         assert!(error.contains("nowhere"), "{error}");
         assert!(!error.contains('\n'), "{error}");

@@ -158,7 +158,11 @@ impl ErrorCode {
     }
 
     /// A status carrying this code, the message, and every violation in its details.
-    pub fn status(self, message: impl Into<String>, violations: Vec<FieldViolation>) -> tonic::Status {
+    pub fn status(
+        self,
+        message: impl Into<String>,
+        violations: Vec<FieldViolation>,
+    ) -> tonic::Status {
         let details = ErrorDetails {
             code: self.as_str().to_owned(),
             violations,
@@ -203,7 +207,10 @@ mod tests {
     #[test]
     fn unprocessable_is_422_over_invalid_argument() {
         assert_eq!(ErrorCode::Unprocessable.http_status(), 422);
-        assert_eq!(ErrorCode::Unprocessable.grpc_code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            ErrorCode::Unprocessable.grpc_code(),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(ErrorCode::InvalidArgument.http_status(), 400);
     }
 

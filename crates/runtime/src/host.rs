@@ -60,7 +60,10 @@ impl Running {
         let grpc = self.grpc.await;
         for task in self.tasks {
             if tokio::time::timeout(self.grace, task).await.is_err() {
-                tracing::warn!(service = self.service, "a background task did not stop within the grace period");
+                tracing::warn!(
+                    service = self.service,
+                    "a background task did not stop within the grace period"
+                );
             }
         }
         self.shutdown.cancel();
@@ -68,7 +71,9 @@ impl Running {
         tracing::info!(service = self.service, "stopped");
         match grpc {
             Ok(result) => result,
-            Err(join) => Err(RuntimeError::Config(format!("grpc server task failed: {join}"))),
+            Err(join) => Err(RuntimeError::Config(format!(
+                "grpc server task failed: {join}"
+            ))),
         }
     }
 

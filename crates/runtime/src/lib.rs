@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod entry;
 pub mod error;
 pub mod grpc;
 pub mod host;

@@ -46,13 +46,19 @@ pub fn handle() -> PrometheusHandle {
 
 /// `# HELP` lines, so strict exposition checkers accept the output.
 fn describe() {
-    metrics::describe_counter!(GRPC_REQUESTS, "gRPC calls served, by service, method and status code");
+    metrics::describe_counter!(
+        GRPC_REQUESTS,
+        "gRPC calls served, by service, method and status code"
+    );
     metrics::describe_histogram!(
         GRPC_DURATION,
         metrics::Unit::Seconds,
         "gRPC call latency, by service and method"
     );
-    metrics::describe_gauge!(OUTBOX_BACKLOG, "outbox events not yet delivered, by destination");
+    metrics::describe_gauge!(
+        OUTBOX_BACKLOG,
+        "outbox events not yet delivered, by destination"
+    );
     metrics::describe_counter!(OUTBOX_DELIVERED, "outbox events delivered, by destination");
     metrics::describe_counter!(
         OUTBOX_FAILURES,

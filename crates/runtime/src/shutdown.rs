@@ -24,7 +24,10 @@ pub fn on_signals(shutdown: Shutdown) {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -59,7 +62,11 @@ pub async fn drain_within<F: Future>(
     match tokio::time::timeout(grace, work).await {
         Ok(out) => Some(out),
         Err(_) => {
-            tracing::warn!(component = what, grace_ms = grace.as_millis() as u64, "drain exceeded the grace period");
+            tracing::warn!(
+                component = what,
+                grace_ms = grace.as_millis() as u64,
+                "drain exceeded the grace period"
+            );
             None
         }
     }

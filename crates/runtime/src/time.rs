@@ -28,6 +28,12 @@ mod tests {
 
     #[test]
     fn negative_nanos_are_rejected() {
-        assert_eq!(from_proto(&Timestamp { seconds: 1, nanos: -1 }), None);
+        assert_eq!(
+            from_proto(&Timestamp {
+                seconds: 1,
+                nanos: -1
+            }),
+            None
+        );
     }
 }

@@ -18,7 +18,10 @@ pub type GrpcChannel = InterceptedService<Channel, ContextInterceptor>;
 pub struct ContextInterceptor;
 
 impl Interceptor for ContextInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let context = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&context, &mut MetadataInjector(request.metadata_mut()));

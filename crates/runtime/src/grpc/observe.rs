@@ -94,7 +94,11 @@ where
             };
             span.record("rpc.grpc.status_code", code);
             // Unknown paths (code 12, UNIMPLEMENTED) would let a caller mint label values.
-            let method = if code == "12" { "unknown".to_owned() } else { method };
+            let method = if code == "12" {
+                "unknown".to_owned()
+            } else {
+                method
+            };
             metrics::counter!(GRPC_REQUESTS, "service" => service, "method" => method.clone(), "code" => code)
                 .increment(1);
             metrics::histogram!(GRPC_DURATION, "service" => service, "method" => method)

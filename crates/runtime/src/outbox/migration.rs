@@ -37,15 +37,28 @@ impl MigrationTrait for CreateOutbox {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(OutboxEvents::EventId).string_len(36).not_null())
-                    .col(ColumnDef::new(OutboxEvents::Destination).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(OutboxEvents::EventId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEvents::Destination)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(OutboxEvents::Payload).blob().not_null())
                     .col(
                         ColumnDef::new(OutboxEvents::CreatedAt)
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(OutboxEvents::Attempts).integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(OutboxEvents::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(ColumnDef::new(OutboxEvents::LastError).text().null())
                     .col(
                         ColumnDef::new(OutboxEvents::DeliveredAt)

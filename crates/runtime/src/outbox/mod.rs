@@ -34,7 +34,12 @@ pub fn event(source: &str, payload: Payload) -> Event {
 }
 
 /// The audit record a service writes about itself (startup, maintenance).
-pub fn service_record(service: &str, action: &str, resource_id: &str, details: serde_json::Value) -> AuditRecord {
+pub fn service_record(
+    service: &str,
+    action: &str,
+    resource_id: &str,
+    details: serde_json::Value,
+) -> AuditRecord {
     AuditRecord {
         actor: Some(Actor {
             r#type: ActorType::Service as i32,
@@ -72,7 +77,9 @@ pub async fn enqueue<C: ConnectionTrait>(
         last_error: Set(None),
         delivered_at: Set(None),
     });
-    entity::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    entity::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -85,4 +92,43 @@ pub async fn enqueue_audit<C: ConnectionTrait>(
     let event = event(source, Payload::Audit(record));
     enqueue(conn, destination::AUDIT, std::slice::from_ref(&event)).await?;
     Ok(event)
+}
+
+/// Records `service.started` for this instance through the outbox (one transaction), so the
+/// audit trail shows every start even when the audit service is down at the time.
+pub async fn record_started(
+    db: &sea_orm::DatabaseConnection,
+    service: &str,
+    instance_id: &str,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    let details =
+        serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "instance": instance_id });
+    let txn = db.begin().await?;
+    enqueue_audit(
+        &txn,
+        service,
+        service_record(service, "service.started", instance_id, details),
+    )
+    .await?;
+    txn.commit().await
+}
+
+/// Starts the relay that delivers this service's audit records to the audit service.
+pub fn spawn_audit_relay(
+    service: &'static str,
+    db: sea_orm::DatabaseConnection,
+    config: &crate::config::OutboxConfig,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, crate::RuntimeError> {
+    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+    let channel = crate::grpc::channel(&config.audit_endpoint)?;
+    Ok(spawn_relay(
+        service,
+        db,
+        destination::AUDIT,
+        EventSinkClient::new(channel),
+        config.clone(),
+        shutdown,
+    ))
 }

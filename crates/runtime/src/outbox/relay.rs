@@ -13,8 +13,8 @@ use prost::Message;
 use rand::Rng;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
 use switchyard_proto::events::v1::{DeliverRequest, Event};
@@ -99,7 +99,8 @@ impl Relay {
                     failures = failures.saturating_add(1);
                     metrics::counter!(OUTBOX_FAILURES, "service" => self.service, "destination" => self.destination.clone())
                         .increment(1);
-                    let pause = backoff(failures, self.config.poll_interval, self.config.max_backoff);
+                    let pause =
+                        backoff(failures, self.config.poll_interval, self.config.max_backoff);
                     // First failure and then every tenth, so an outage does not flood the log.
                     if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(%error, destination = %self.destination, failures, retry_in_ms = pause.as_millis() as u64, "outbox delivery failed");
@@ -244,7 +245,6 @@ pub fn backoff(failures: u32, base: Duration, max: Duration) -> Duration {
     let jitter = rand::rng().random_range(0..=half.as_millis() as u64);
     half + Duration::from_millis(jitter)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,67 @@
+//! The monitoring service. This slice runs the shared runtime (health, reflection, migrations,
+//! metrics, drain) and records its own lifecycle through the outbox to audit; see the
+//! module docs of `grpc` for the state of the domain RPCs.
+
+pub mod config;
+pub mod grpc;
+
+use switchyard_monitoring_migration::Migrator;
+use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
+use switchyard_proto::monitoring::v1::alert_service_server::AlertServiceServer;
+use switchyard_proto::monitoring::v1::api_check_service_server::ApiCheckServiceServer;
+use switchyard_proto::monitoring::v1::monitoring_service_server::MonitoringServiceServer;
+use switchyard_runtime::config::ServiceConfig as _;
+use switchyard_runtime::host::{self, Built, Running};
+use switchyard_runtime::shutdown::Shutdown;
+use switchyard_runtime::{RuntimeError, limit_messages, outbox};
+use tonic::server::NamedService;
+use tonic::service::Routes;
+
+pub use config::MonitoringConfig;
+use grpc::MonitoringApi;
+
+pub const SERVICE: &str = "monitoring";
+
+/// Starts the service and returns once it reports SERVING.
+pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Running, RuntimeError> {
+    let grpc = config.grpc.clone();
+    let outbox_config = config.outbox.clone();
+    host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
+        outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
+        let relay = outbox::spawn_audit_relay(
+            SERVICE,
+            ctx.db.clone(),
+            &outbox_config,
+            ctx.shutdown.clone(),
+        )?;
+        let routes = Routes::new(limit_messages!(
+            MonitoringServiceServer::new(MonitoringApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            AlertServiceServer::new(MonitoringApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            ApiCheckServiceServer::new(MonitoringApi),
+            grpc
+        ))
+        .add_service(limit_messages!(EventSinkServer::new(MonitoringApi), grpc));
+        Ok(Built {
+            routes,
+            health_names: vec![
+                <MonitoringServiceServer<MonitoringApi> as NamedService>::NAME,
+                <AlertServiceServer<MonitoringApi> as NamedService>::NAME,
+                <ApiCheckServiceServer<MonitoringApi> as NamedService>::NAME,
+                <EventSinkServer<MonitoringApi> as NamedService>::NAME,
+            ],
+            tasks: vec![relay],
+        })
+    })
+    .await
+}
+
+/// Starts the service and runs it until `shutdown` and the drain complete.
+pub async fn serve(config: MonitoringConfig, shutdown: Shutdown) -> Result<(), RuntimeError> {
+    start(config, shutdown).await?.wait().await
+}

@@ -1,0 +1,79 @@
+//! The scheduler service. This slice runs the shared runtime (health, reflection, migrations,
+//! metrics, drain) and records its own lifecycle through the outbox to audit; see the
+//! module docs of `grpc` for the state of the domain RPCs.
+
+pub mod config;
+pub mod grpc;
+
+use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
+use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryServiceServer;
+use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterServiceServer;
+use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleServiceServer;
+use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerServiceServer;
+use switchyard_proto::scheduler::v1::worker_service_server::WorkerServiceServer;
+use switchyard_runtime::config::ServiceConfig as _;
+use switchyard_runtime::host::{self, Built, Running};
+use switchyard_runtime::shutdown::Shutdown;
+use switchyard_runtime::{RuntimeError, limit_messages, outbox};
+use switchyard_scheduler_migration::Migrator;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+
+pub use config::SchedulerConfig;
+use grpc::SchedulerApi;
+
+pub const SERVICE: &str = "scheduler";
+
+/// Starts the service and returns once it reports SERVING.
+pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Running, RuntimeError> {
+    let grpc = config.grpc.clone();
+    let outbox_config = config.outbox.clone();
+    host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
+        outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
+        let relay = outbox::spawn_audit_relay(
+            SERVICE,
+            ctx.db.clone(),
+            &outbox_config,
+            ctx.shutdown.clone(),
+        )?;
+        let routes = Routes::new(limit_messages!(
+            SchedulerServiceServer::new(SchedulerApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            DeadLetterServiceServer::new(SchedulerApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            ScheduleServiceServer::new(SchedulerApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            AgentRegistryServiceServer::new(SchedulerApi),
+            grpc
+        ))
+        .add_service(limit_messages!(
+            WorkerServiceServer::new(SchedulerApi),
+            grpc
+        ))
+        .add_service(limit_messages!(EventSinkServer::new(SchedulerApi), grpc));
+        Ok(Built {
+            routes,
+            health_names: vec![
+                <SchedulerServiceServer<SchedulerApi> as NamedService>::NAME,
+                <DeadLetterServiceServer<SchedulerApi> as NamedService>::NAME,
+                <ScheduleServiceServer<SchedulerApi> as NamedService>::NAME,
+                <AgentRegistryServiceServer<SchedulerApi> as NamedService>::NAME,
+                <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
+                <EventSinkServer<SchedulerApi> as NamedService>::NAME,
+            ],
+            tasks: vec![relay],
+        })
+    })
+    .await
+}
+
+/// Starts the service and runs it until `shutdown` and the drain complete.
+pub async fn serve(config: SchedulerConfig, shutdown: Shutdown) -> Result<(), RuntimeError> {
+    start(config, shutdown).await?.wait().await
+}
