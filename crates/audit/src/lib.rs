@@ -70,7 +70,7 @@ pub async fn serve(config: AuditConfig, shutdown: Shutdown) -> Result<(), Runtim
 async fn record_started(store: &AuditStore, instance_id: &str) -> Result<(), RuntimeError> {
     let details =
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "instance": instance_id });
-    let audit = outbox::service_record(SERVICE, "service.started", instance_id, details);
+    let audit = outbox::service_record(SERVICE, "service.started", instance_id, &details);
     let event = outbox::event(SERVICE, Payload::Audit(audit));
     let record = domain::record::from_event(0, &event, Utc::now())
         .map_err(|v| RuntimeError::Config(format!("invalid startup record: {v:?}")))?;

@@ -37,7 +37,8 @@ fn retention_record(cutoff: DateTime<Utc>, outcome: RetentionOutcome, trigger: &
         "checkpoint_seq": outcome.checkpoint_seq,
         "trigger": trigger,
     });
-    let audit = outbox::service_record(SERVICE, "audit.retention_applied", "audit_events", details);
+    let audit =
+        outbox::service_record(SERVICE, "audit.retention_applied", "audit_events", &details);
     let event = outbox::event(SERVICE, Payload::Audit(audit));
     // Built from constants and valid JSON: validation cannot fail; fall back to a bare record
     // rather than lose the deletion's trace.

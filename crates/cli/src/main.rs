@@ -1,1 +1,57 @@
-fn main() {}
+//! `switchyard`: embedded mode for trying Switchyard on one machine, and client commands.
+
+// Printing results is this binary's job.
+#![allow(clippy::print_stdout)]
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Durable run orchestration for CI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process on SQLite, with an in-process cache.
+    Dev(commands::dev::DevArgs),
+    /// Inspect the audit trail.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("switchyard: error: cannot start the async runtime: {error}");
+            return ExitCode::from(70);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(args).await,
+            Command::Audit(command) => commands::audit::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("switchyard: error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -45,7 +45,9 @@ where
     // Only variables that name one of this config's sections are read, so that variables meant
     // for another service or for the CLI (SWITCHYARD_BOOTSTRAP_TOKEN...) are not "unknown keys".
     let sections = section_names(&defaults)?;
+    // Lowercased up front so that errors name keys as they are written in the TOML file.
     let env = env
+        .map(|key| key.as_str().to_ascii_lowercase().into())
         .split("__")
         .filter(move |key| sections.contains(first_segment(key.as_str())));
     let mut figment = Figment::from(Serialized::defaults(defaults));
@@ -83,12 +85,24 @@ fn first_segment(key: &str) -> &str {
     key.split(['.', '_']).next().unwrap_or(key)
 }
 
-/// Figment errors can chain several; join them so startup prints exactly one line.
+/// Figment errors can chain several; join them so startup prints exactly one line, each
+/// naming the key as written in the TOML file and where the bad value came from.
 fn one_line(error: &figment::Error) -> String {
     error
         .clone()
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| {
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if e.path.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{}: {}{source}", e.path.join("."), e.kind)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -509,6 +523,7 @@ macro_rules! service_config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -527,8 +542,6 @@ mod tests {
     pub struct RetentionSection {
         pub days: u32,
     }
-
-    use crate::config::ServiceConfig as _;
 
     impl Validate for TestConfig {
         fn validate(&self) -> Vec<String> {

@@ -17,6 +17,8 @@ pub fn on_signals(shutdown: Shutdown) {
         shutdown.cancel();
         wait_for_signal().await;
         tracing::warn!("second signal received, exiting without drain");
+        #[allow(clippy::disallowed_methods)]
+        // the one place a hard exit is what the user asked for
         std::process::exit(130);
     });
 }

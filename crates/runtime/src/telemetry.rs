@@ -51,6 +51,8 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, R
     ))
     .map_err(|e| RuntimeError::Telemetry(format!("telemetry.log_filter: {e}")))?;
 
+    // Colours only on a terminal: escape codes in CI logs and files are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -59,10 +61,12 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, R
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .pretty()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Compact => tracing_subscriber::fmt::layer()
             .compact()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed(),
     };

@@ -65,13 +65,12 @@ pub fn link(last_seq: u64, last_hash: &str, records: Vec<Record>) -> Vec<Chained
         .map(|(i, record)| {
             let seq = last_seq + 1 + i as u64;
             let hash = hash(&prev, seq, &record);
-            let chained = Chained {
+            Chained {
                 seq,
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 hash,
                 record,
-            };
-            chained
+            }
         })
         .collect()
 }

@@ -98,8 +98,10 @@ impl GrpcServer {
             service,
         };
         metrics::gauge!(crate::metrics::SERVICE_UP, "service" => service).set(0.0);
-        let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+        let reflection_v1 = reflection().build_v1().map_err(|e| reflection_error(&e))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| reflection_error(&e))?;
         let always = Routes::new(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -152,7 +154,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
-fn reflection_error(error: tonic_reflection::server::Error) -> RuntimeError {
+fn reflection_error(error: &tonic_reflection::server::Error) -> RuntimeError {
     RuntimeError::Config(format!("gRPC reflection descriptors are invalid: {error}"))
 }
 

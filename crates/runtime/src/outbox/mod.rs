@@ -38,7 +38,7 @@ pub fn service_record(
     service: &str,
     action: &str,
     resource_id: &str,
-    details: serde_json::Value,
+    details: &serde_json::Value,
 ) -> AuditRecord {
     AuditRecord {
         actor: Some(Actor {
@@ -108,7 +108,7 @@ pub async fn record_started(
     enqueue_audit(
         &txn,
         service,
-        service_record(service, "service.started", instance_id, details),
+        service_record(service, "service.started", instance_id, &details),
     )
     .await?;
     txn.commit().await

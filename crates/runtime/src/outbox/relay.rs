@@ -121,9 +121,10 @@ impl Relay {
         if is_postgres(&self.db) {
             let txn = self.db.begin().await?;
             let rows = self.pending(&txn, true).await?;
-            let delivered = self.deliver_rows(&txn, rows).await?;
+            let delivered = self.deliver_rows(&txn, rows).await;
+            // Commit either way: marks on success, the failed attempt's counter otherwise.
             txn.commit().await?;
-            Ok(delivered)
+            delivered
         } else {
             let rows = self.pending(&self.db, false).await?;
             let db = self.db.clone();
@@ -186,25 +187,13 @@ impl Relay {
                 Ok(rows.len())
             }
             Err(error) => {
-                self.record_failure(ids, &error).await;
+                // Recorded through the caller's connection: on PostgreSQL that is the claim
+                // transaction, which holds these rows' locks (another connection would wait on
+                // them forever). The caller commits, so the attempt is counted and the rows
+                // stay pending.
+                record_failure(conn, ids, &error).await;
                 Err(error)
             }
-        }
-    }
-
-    /// Counts the attempt on the rows, outside the (about to be rolled back) claim transaction.
-    async fn record_failure(&self, ids: Vec<i64>, error: &RelayError) {
-        // Scoped: ExprTrait is implemented for every type and would shadow `Ord::min` elsewhere.
-        use sea_orm::sea_query::ExprTrait as _;
-        let message: String = error.to_string().chars().take(500).collect();
-        let result = Outbox::update_many()
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::LastError, Expr::value(message))
-            .filter(Column::Id.is_in(ids))
-            .exec(&self.db)
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "could not record the failed delivery attempt");
         }
     }
 
@@ -233,6 +222,22 @@ impl Relay {
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "outbox cleanup failed"),
         }
+    }
+}
+
+/// Counts a failed attempt on the rows. Best effort: a failure here only loses the counter.
+async fn record_failure<C: sea_orm::ConnectionTrait>(conn: &C, ids: Vec<i64>, error: &RelayError) {
+    // Scoped: ExprTrait is implemented for every type and would shadow `Ord::min` elsewhere.
+    use sea_orm::sea_query::ExprTrait as _;
+    let message: String = error.to_string().chars().take(500).collect();
+    let result = Outbox::update_many()
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .col_expr(Column::LastError, Expr::value(message))
+        .filter(Column::Id.is_in(ids))
+        .exec(conn)
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, "could not record the failed delivery attempt");
     }
 }
 

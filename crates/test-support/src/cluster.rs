@@ -1,0 +1,135 @@
+//! Spawning real services for tests.
+
+use std::time::Duration;
+
+use switchyard_proto::audit::v1::audit_service_client::AuditServiceClient;
+use switchyard_runtime::config::{GrpcConfig, MetricsConfig, OutboxConfig};
+use switchyard_runtime::grpc::GrpcChannel;
+use switchyard_runtime::host::Running;
+use switchyard_runtime::shutdown::Shutdown;
+
+use crate::database::TestDatabase;
+
+fn grpc() -> GrpcConfig {
+    GrpcConfig {
+        shutdown_grace: Duration::from_secs(5),
+        ..GrpcConfig::default()
+    }
+}
+
+/// Relays poll fast in tests so waits stay short.
+pub fn outbox_to(audit: &Running) -> OutboxConfig {
+    OutboxConfig {
+        audit_endpoint: format!("http://{}", audit.grpc_addr),
+        poll_interval: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(500),
+        ..OutboxConfig::default()
+    }
+}
+
+pub async fn spawn_audit(db: &TestDatabase) -> Running {
+    let mut config = switchyard_audit::AuditConfig {
+        grpc: grpc(),
+        metrics: MetricsConfig::default(),
+        database: db.config("audit"),
+        ..Default::default()
+    };
+    config.retention.enabled = false;
+    switchyard_audit::start(config, Shutdown::new())
+        .await
+        .unwrap()
+}
+
+/// All four services, wired like production (relays deliver to audit).
+pub struct Cluster {
+    pub audit: Running,
+    pub control_plane: Running,
+    pub scheduler: Running,
+    pub monitoring: Running,
+}
+
+pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
+    let audit = spawn_audit(db).await;
+    let outbox = outbox_to(&audit);
+    let control_plane = switchyard_control_plane::start(
+        switchyard_control_plane::ControlPlaneConfig {
+            grpc: grpc(),
+            metrics: MetricsConfig::default(),
+            database: db.config("control-plane"),
+            outbox: outbox.clone(),
+            ..Default::default()
+        },
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    let scheduler = switchyard_scheduler::start(
+        switchyard_scheduler::SchedulerConfig {
+            grpc: grpc(),
+            metrics: MetricsConfig::default(),
+            database: db.config("scheduler"),
+            outbox: outbox.clone(),
+            ..Default::default()
+        },
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    let monitoring = switchyard_monitoring::start(
+        switchyard_monitoring::MonitoringConfig {
+            grpc: grpc(),
+            metrics: MetricsConfig::default(),
+            database: db.config("monitoring"),
+            outbox,
+            ..Default::default()
+        },
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    Cluster {
+        audit,
+        control_plane,
+        scheduler,
+        monitoring,
+    }
+}
+
+impl Cluster {
+    pub async fn stop(self) {
+        for service in [
+            self.control_plane,
+            self.scheduler,
+            self.monitoring,
+            self.audit,
+        ] {
+            service.stop().await.unwrap();
+        }
+    }
+}
+
+pub fn channel(service: &Running) -> GrpcChannel {
+    switchyard_runtime::grpc::channel(&format!("http://{}", service.grpc_addr)).unwrap()
+}
+
+pub fn audit_client(audit: &Running) -> AuditServiceClient<GrpcChannel> {
+    AuditServiceClient::new(channel(audit))
+}
+
+/// The overall health status a service reports.
+pub async fn health(service: &Running) -> tonic_health::ServingStatus {
+    use tonic_health::pb::health_client::HealthClient;
+    let mut client = HealthClient::new(channel(service));
+    let response = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    match response.status {
+        1 => tonic_health::ServingStatus::Serving,
+        2 => tonic_health::ServingStatus::NotServing,
+        _ => tonic_health::ServingStatus::Unknown,
+    }
+}

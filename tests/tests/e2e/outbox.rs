@@ -1,0 +1,110 @@
+//! The transactional outbox under failure: events written while the consumer is down arrive
+//! once it returns, and an emitter restart neither loses nor doubles them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard_proto::audit::v1::{EventFilter, ListEventsRequest, VerifyChainRequest};
+use switchyard_runtime::config::{GrpcConfig, MetricsConfig};
+use switchyard_runtime::host::Running;
+use switchyard_runtime::shutdown::Shutdown;
+use switchyard_test_support::cluster::audit_client;
+use switchyard_test_support::{TestDatabase, eventually};
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn start_control_plane(db: &TestDatabase, audit_addr: SocketAddr) -> Running {
+    switchyard_control_plane::start(
+        switchyard_control_plane::ControlPlaneConfig {
+            metrics: MetricsConfig::default(),
+            grpc: GrpcConfig::default(),
+            database: db.config("control-plane"),
+            outbox: switchyard_runtime::config::OutboxConfig {
+                audit_endpoint: format!("http://{audit_addr}"),
+                poll_interval: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(300),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        Shutdown::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn starts_from(audit: &Running, source: &'static str) -> usize {
+    audit_client(audit)
+        .list_events(ListEventsRequest {
+            filter: Some(EventFilter {
+                action: "service.started".into(),
+                ..Default::default()
+            }),
+            page: None,
+        })
+        .await
+        .map(|r| {
+            r.into_inner()
+                .events
+                .iter()
+                .filter(|e| e.source == source)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_a_down_consumer_and_arrive_once() {
+    let db = TestDatabase::postgres().await;
+    let audit_addr = free_port();
+    // The emitter starts while audit is down: its start record waits in the outbox.
+    let control_plane = start_control_plane(&db, audit_addr).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // a few failed deliveries
+
+    let mut config = switchyard_audit::AuditConfig {
+        grpc: GrpcConfig {
+            listen: audit_addr,
+            ..GrpcConfig::default()
+        },
+        metrics: MetricsConfig::default(),
+        database: db.config("audit"),
+        ..Default::default()
+    };
+    config.retention.enabled = false;
+    let audit = switchyard_audit::start(config, Shutdown::new())
+        .await
+        .unwrap();
+    eventually(
+        "the start record after audit came up",
+        Duration::from_secs(20),
+        || async { (starts_from(&audit, "control-plane").await == 1).then_some(()) },
+    )
+    .await;
+
+    // The emitter restarts: a second start record, and the first is not delivered again.
+    control_plane.stop().await.unwrap();
+    let control_plane = start_control_plane(&db, audit_addr).await;
+    eventually(
+        "the second start record",
+        Duration::from_secs(20),
+        || async { (starts_from(&audit, "control-plane").await == 2).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // would-be duplicates have time to land
+    assert_eq!(starts_from(&audit, "control-plane").await, 2);
+    let verified = audit_client(&audit)
+        .verify_chain(VerifyChainRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok);
+    assert_eq!(
+        verified.checked, 3,
+        "audit's own start + two control-plane starts"
+    );
+    control_plane.stop().await.unwrap();
+    audit.stop().await.unwrap();
+}

@@ -1,0 +1,175 @@
+//! The service binaries as an operator runs them: exit codes, one-line errors, SIGTERM drain,
+//! and `switchyard dev`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use switchyard_test_support::{TestDatabase, binary, eventually};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn service(name: &str) -> Command {
+    let mut command = Command::new(binary(&format!("switchyard-{name}")));
+    command
+        .env_remove("SWITCHYARD_CONFIG")
+        .env("SWITCHYARD_GRPC__LISTEN", "127.0.0.1:0")
+        .env("SWITCHYARD_METRICS__LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_line_and_exit_69() {
+    for name in ["audit", "control-plane", "scheduler", "monitoring"] {
+        let output = service(name)
+            .env(
+                "SWITCHYARD_DATABASE__URL",
+                "postgres://postgres@127.0.0.1:1/ledger",
+            )
+            .env("SWITCHYARD_DATABASE__CONNECT_TIMEOUT", "2s")
+            .env("RUST_LOG", "off")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(69), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains("127.0.0.1:1") && stderr.contains("ledger"),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_config_value_names_the_key_and_exits_64() {
+    let output = service("audit")
+        .env("SWITCHYARD_GRPC__REQUEST_TIMEOUT", "soon")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("grpc.request_timeout"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let db = TestDatabase::postgres().await;
+    for name in ["audit", "scheduler"] {
+        let database = db.config(name);
+        let port = free_port();
+        let mut child = service(name)
+            .env("SWITCHYARD_GRPC__LISTEN", format!("127.0.0.1:{port}"))
+            .env("SWITCHYARD_DATABASE__URL", &database.url)
+            .env("SWITCHYARD_DATABASE__SCHEMA", &database.schema)
+            .env("SWITCHYARD_OUTBOX__AUDIT_ENDPOINT", "http://127.0.0.1:9")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        eventually(
+            "the service to report SERVING",
+            Duration::from_secs(30),
+            || {
+                let endpoint = endpoint.clone();
+                async move {
+                    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+                    let mut client =
+                        HealthClient::new(switchyard_runtime::grpc::channel(&endpoint).ok()?);
+                    let status = client
+                        .check(HealthCheckRequest::default())
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .status;
+                    (status == 1).then_some(())
+                }
+            },
+        )
+        .await;
+        let pid = child.id().unwrap().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("exits within the grace period")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{name} exits 0 after SIGTERM");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary("switchyard"))
+        .args(["dev", "--port-base", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("Press Ctrl-C");
+            printed.push(line);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "dev printed: {printed:?}");
+    for name in ["control-plane", "scheduler", "monitoring", "audit"] {
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.trim_start().starts_with(name) && l.contains("grpc 127.0.0.1:")),
+            "{name} in {printed:?}"
+        );
+    }
+    for db in [
+        "audit.db",
+        "control-plane.db",
+        "scheduler.db",
+        "monitoring.db",
+    ] {
+        assert!(dir.path().join(db).is_file(), "{db}");
+    }
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
