@@ -1,9 +1,15 @@
-//! The control-plane service. This slice runs the shared runtime (health, reflection, migrations,
-//! metrics, drain) and records its own lifecycle through the outbox to audit; see the
-//! module docs of `grpc` for the state of the domain RPCs.
+//! The control-plane service: tenancy, identity and service tokens, workflows and runs. It
+//! authenticates credentials for the gateway and hands accepted runs to the scheduler through
+//! its outbox.
 
 pub mod config;
+pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
 
 use switchyard_control_plane_migration::Migrator;
 use switchyard_proto::controlplane::v1::dataset_service_server::DatasetServiceServer;
@@ -21,7 +27,9 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::ControlPlaneConfig;
+use domain::access_token::Signer;
 use grpc::ControlPlaneApi;
+use state::State;
 
 pub const SERVICE: &str = "control-plane";
 
@@ -32,6 +40,10 @@ pub async fn start(
 ) -> Result<Running, RuntimeError> {
     let grpc = config.grpc.clone();
     let outbox_config = config.outbox.clone();
+    let signing_key = config.auth.signing_key(config.bootstrap_token.as_deref());
+    let signer = Signer::new(&signing_key, config.auth.access_token_ttl);
+    let bootstrap_token = config.bootstrap_token.clone();
+    let auth_cache_ttl = config.auth.cache_ttl;
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -40,31 +52,32 @@ pub async fn start(
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        let api = ControlPlaneApi::new(Arc::new(State {
+            db: ctx.db.clone(),
+            cache: ctx.cache.clone(),
+            signer,
+            bootstrap_token,
+            auth_cache_ttl,
+        }));
         let routes = Routes::new(limit_messages!(
-            TenancyServiceServer::new(ControlPlaneApi),
+            TenancyServiceServer::new(api.clone()),
             grpc
         ))
         .add_service(limit_messages!(
-            IdentityServiceServer::new(ControlPlaneApi),
+            IdentityServiceServer::new(api.clone()),
             grpc
         ))
         .add_service(limit_messages!(
-            WorkflowServiceServer::new(ControlPlaneApi),
+            WorkflowServiceServer::new(api.clone()),
             grpc
         ))
+        .add_service(limit_messages!(RunServiceServer::new(api.clone()), grpc))
+        .add_service(limit_messages!(SuiteServiceServer::new(api.clone()), grpc))
         .add_service(limit_messages!(
-            RunServiceServer::new(ControlPlaneApi),
+            DatasetServiceServer::new(api.clone()),
             grpc
         ))
-        .add_service(limit_messages!(
-            SuiteServiceServer::new(ControlPlaneApi),
-            grpc
-        ))
-        .add_service(limit_messages!(
-            DatasetServiceServer::new(ControlPlaneApi),
-            grpc
-        ))
-        .add_service(limit_messages!(EventSinkServer::new(ControlPlaneApi), grpc));
+        .add_service(limit_messages!(EventSinkServer::new(api), grpc));
         Ok(Built {
             routes,
             health_names: vec![

@@ -5,6 +5,7 @@
 //! Nothing here knows about runs, tasks or audit records: domain types live in the service
 //! crates, contracts in `switchyard-proto`.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;

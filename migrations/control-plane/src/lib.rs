@@ -1,15 +1,21 @@
 //! Migrations of the control-plane service's schema, applied at startup under the migration lock.
-//! Domain tables arrive with the issues that build the domain; the outbox is there from the
-//! start because the service records its own lifecycle through it.
 
 pub use sea_orm_migration::prelude::*;
 use switchyard_runtime::outbox::migration::CreateOutbox;
+
+mod columns;
+mod m20261123_000001_create_tenancy_identity;
+mod m20261123_000002_create_workflows_runs;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(m20261123_000001_create_tenancy_identity::Migration),
+            Box::new(m20261123_000002_create_workflows_runs::Migration),
+        ]
     }
 }

@@ -1,26 +1,42 @@
-//! gRPC handlers. The contracts are complete; the domain RPCs are filled in by the issues that
-//! build this service's domain and answer UNIMPLEMENTED until then (generated default stubs).
+//! gRPC handlers: translate requests, authorize through [`crate::state::State`], delegate to the
+//! store inside one transaction with the audit event. Suites, datasets and the run-status
+//! event sink answer UNIMPLEMENTED until their slices land (generated default stubs).
+
+mod authenticate;
+mod convert;
+mod identity;
+mod runs;
+mod tenancy;
+mod workflows;
+
+use std::sync::Arc;
 
 use switchyard_proto::controlplane::v1::dataset_service_server::DatasetService;
-use switchyard_proto::controlplane::v1::identity_service_server::IdentityService;
-use switchyard_proto::controlplane::v1::run_service_server::RunService;
 use switchyard_proto::controlplane::v1::suite_service_server::SuiteService;
-use switchyard_proto::controlplane::v1::tenancy_service_server::TenancyService;
-use switchyard_proto::controlplane::v1::workflow_service_server::WorkflowService;
 use switchyard_proto::events::v1::event_sink_server::EventSink;
+use switchyard_runtime::auth::CallContext;
+use tonic::{Request, Status};
+
+use crate::state::State;
 
 /// The service's gRPC surface.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ControlPlaneApi;
+#[derive(Clone)]
+pub struct ControlPlaneApi {
+    pub(crate) state: Arc<State>,
+}
 
-#[tonic::async_trait]
-impl TenancyService for ControlPlaneApi {}
-#[tonic::async_trait]
-impl IdentityService for ControlPlaneApi {}
-#[tonic::async_trait]
-impl WorkflowService for ControlPlaneApi {}
-#[tonic::async_trait]
-impl RunService for ControlPlaneApi {}
+impl ControlPlaneApi {
+    pub fn new(state: Arc<State>) -> ControlPlaneApi {
+        ControlPlaneApi { state }
+    }
+}
+
+/// The caller's context and the request message.
+fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
+    let ctx = CallContext::from_metadata(request.metadata())?;
+    Ok((ctx, request.into_inner()))
+}
+
 #[tonic::async_trait]
 impl SuiteService for ControlPlaneApi {}
 #[tonic::async_trait]

@@ -57,6 +57,36 @@ pub fn service_record(
     }
 }
 
+/// What a caller did to which resource, for the audit record of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditFact<'a> {
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub org_id: &'a str,
+    pub project_id: &'a str,
+    pub outcome: Outcome,
+}
+
+/// The audit record of a caller's request: actor and origin from the call context.
+pub fn request_record(
+    context: &crate::auth::CallContext,
+    fact: AuditFact<'_>,
+    details: &serde_json::Value,
+) -> AuditRecord {
+    AuditRecord {
+        actor: Some(context.actor()),
+        action: fact.action.to_owned(),
+        resource_type: fact.resource_type.to_owned(),
+        resource_id: fact.resource_id.to_owned(),
+        org_id: fact.org_id.to_owned(),
+        project_id: fact.project_id.to_owned(),
+        outcome: fact.outcome as i32,
+        details_json: details.to_string(),
+        origin: Some(context.origin.clone()),
+    }
+}
+
 /// Adds events for `destination` inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait>(
     conn: &C,
