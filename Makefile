@@ -26,5 +26,6 @@ fmt:
 services:
 	bash .ci/services
 
+# Release build; talks to this machine's PostgreSQL and Redis (make services).
 bench:
-	@echo "no benchmarks yet: the run engine's arrive with the scheduler (issue 4)"
+	$(CARGO) run --release -p switchyard-bench

@@ -68,8 +68,9 @@ impl CallContext {
             .and_then(|p| p.actor.clone())
             .unwrap_or(Actor {
                 r#type: ActorType::Anonymous as i32,
-                id: String::new(),
-                display_name: String::new(),
+                // Audit requires an actor id; the origin says where an anonymous call came from.
+                id: "anonymous".to_owned(),
+                display_name: "anonymous".to_owned(),
             })
     }
 }

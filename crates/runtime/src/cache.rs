@@ -56,8 +56,13 @@ impl Cache {
         })
     }
 
+    /// The process's in-memory cache. One map per process, like one Redis per deployment:
+    /// in embedded mode a key that control-plane drops (a revoked token) is gone for the
+    /// gateway too.
     pub fn memory() -> Cache {
-        Cache::Memory(Arc::default())
+        static SHARED: std::sync::OnceLock<Arc<Mutex<HashMap<String, Entry>>>> =
+            std::sync::OnceLock::new();
+        Cache::Memory(SHARED.get_or_init(Arc::default).clone())
     }
 
     pub fn kind(&self) -> &'static str {

@@ -507,6 +507,12 @@ macro_rules! service_config {
             }
         }
 
+        impl $crate::entry::BinaryConfig for $name {
+            fn telemetry(&self) -> &$crate::config::TelemetryConfig {
+                &self.telemetry
+            }
+        }
+
         impl $crate::config::ServiceConfig for $name {
             fn base(&self) -> $crate::config::BaseConfig<'_> {
                 $crate::config::BaseConfig {

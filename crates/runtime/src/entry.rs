@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::RuntimeError;
-use crate::config::{self, ServiceConfig, Validate};
+use crate::config::{self, TelemetryConfig, Validate};
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry;
 
@@ -29,10 +29,15 @@ struct Args {
     dump_config: bool,
 }
 
+/// A binary's configuration: whatever else it holds, it says how to log.
+pub trait BinaryConfig: Serialize + DeserializeOwned + Default + Validate {
+    fn telemetry(&self) -> &TelemetryConfig;
+}
+
 /// Runs a service to completion. `serve` returns after shutdown and drain.
 pub fn run<C, F, Fut>(service: &'static str, serve: F) -> ExitCode
 where
-    C: Serialize + DeserializeOwned + Default + Validate + ServiceConfig,
+    C: BinaryConfig,
     F: FnOnce(C, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), RuntimeError>>,
 {
@@ -66,7 +71,7 @@ where
         }
     };
     runtime.block_on(async move {
-        let guard = match telemetry::init(service, config.base().telemetry) {
+        let guard = match telemetry::init(service, config.telemetry()) {
             Ok(guard) => guard,
             Err(error) => return fail(service, &error),
         };

@@ -18,6 +18,24 @@ fn grpc() -> GrpcConfig {
 }
 
 /// Relays poll fast in tests so waits stay short.
+/// The platform-admin credential of test clusters.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+/// Real Redis next to PostgreSQL (what production runs); the in-process cache next to SQLite
+/// (what embedded mode runs).
+pub fn redis(db: &TestDatabase) -> switchyard_runtime::config::RedisConfig {
+    switchyard_runtime::config::RedisConfig {
+        url: match db.backend {
+            crate::Backend::Postgres => Some(
+                std::env::var("SWITCHYARD_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            crate::Backend::Sqlite => None,
+        },
+        ..Default::default()
+    }
+}
+
 pub fn outbox_to(audit: &Running) -> OutboxConfig {
     OutboxConfig {
         audit_endpoint: format!("http://{}", audit.grpc_addr),
@@ -56,7 +74,9 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
             grpc: grpc(),
             metrics: MetricsConfig::default(),
             database: db.config("control-plane"),
+            redis: redis(db),
             outbox: outbox.clone(),
+            bootstrap_token: Some(BOOTSTRAP_TOKEN.to_owned()),
             ..Default::default()
         },
         Shutdown::new(),

@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // test harness: a failed setup should fail the test loudly
 
+pub mod api;
 pub mod cluster;
 pub mod database;
 pub mod wait;
 
-pub use cluster::{Cluster, spawn_audit, spawn_cluster};
+pub use api::{Api, Reply, spawn_api};
+pub use cluster::{BOOTSTRAP_TOKEN, Cluster, spawn_audit, spawn_cluster};
 pub use database::{Backend, TestDatabase};
 pub use wait::eventually;
 

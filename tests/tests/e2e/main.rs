@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit;
+mod gateway;
 mod grpc_server;
 mod migrations;
 mod outbox;

@@ -70,13 +70,13 @@ async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::controlplane::v1::GetProjectRequest;
-    use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient;
+    use switchyard_proto::controlplane::v1::ListSuitesRequest;
+    use switchyard_proto::controlplane::v1::suite_service_client::SuiteServiceClient;
     let db = TestDatabase::postgres().await;
     let cluster = spawn_cluster(&db).await;
-    let mut tenancy = TenancyServiceClient::new(channel(&cluster.control_plane));
-    let status = tenancy
-        .get_project(GetProjectRequest {
+    let mut suites = SuiteServiceClient::new(channel(&cluster.control_plane));
+    let status = suites
+        .list_suites(ListSuitesRequest {
             project_id: "p".into(),
         })
         .await

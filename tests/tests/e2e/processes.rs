@@ -161,6 +161,30 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
     ] {
         assert!(dir.path().join(db).is_file(), "{db}");
     }
+    // The printed URL and bootstrap token work as printed.
+    let printed_value = |key: &str| {
+        printed
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("export {key}="))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("{key} in {printed:?}"))
+    };
+    let url = printed_value("SWITCHYARD_URL");
+    let token = printed_value("SWITCHYARD_TOKEN");
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let org = client
+        .post(format!("{url}/api/v1/orgs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(org.status().as_u16(), 201);
     let pid = child.id().unwrap().to_string();
     Command::new("kill")
         .args(["-INT", &pid])

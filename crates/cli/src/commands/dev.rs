@@ -16,7 +16,8 @@ pub struct DevArgs {
     /// Where the SQLite databases live.
     #[arg(long, default_value = ".switchyard", env = "SWITCHYARD_DEV_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// First port: control-plane gets BASE+10, scheduler +20, monitoring +30, audit +40.
+    /// First port: control-plane gets BASE+10, scheduler +20, monitoring +30, audit +40,
+    /// the HTTP gateway +80.
     /// 0 picks free ports.
     #[arg(long, default_value_t = 7000, env = "SWITCHYARD_DEV_PORT_BASE")]
     pub port_base: u16,
@@ -25,14 +26,17 @@ pub struct DevArgs {
     pub log: String,
 }
 
-fn grpc(base: u16, offset: u16) -> GrpcConfig {
-    let port = if base == 0 {
+fn port(base: u16, offset: u16) -> u16 {
+    if base == 0 {
         0
     } else {
         base.saturating_add(offset)
-    };
+    }
+}
+
+fn grpc(base: u16, offset: u16) -> GrpcConfig {
     GrpcConfig {
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port(base, offset))),
         ..GrpcConfig::default()
     }
 }
@@ -58,13 +62,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     shutdown::on_signals(shutdown.clone());
 
-    let services = match start_all(&data_dir, args.port_base, &shutdown).await {
-        Ok(services) => services,
-        Err(error) => {
-            shutdown.cancel();
-            return Err(error);
-        }
-    };
+    let bootstrap = bootstrap_token();
+    let (services, gateway) =
+        match start_all(&data_dir, args.port_base, &bootstrap, &shutdown).await {
+            Ok(started) => started,
+            Err(error) => {
+                shutdown.cancel();
+                return Err(error);
+            }
+        };
     println!("\nSwitchyard dev is running. Data: {}", data_dir.display());
     for service in &services {
         println!(
@@ -72,9 +78,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             service.service, service.grpc_addr, service.metrics_addr
         );
     }
-    println!("Health: grpc.health.v1.Health on each gRPC address. Press Ctrl-C to stop.\n");
+    println!(
+        "  {:<14} http://{}  (OpenAPI: /api/v1/openapi.json)",
+        "gateway", gateway.addr
+    );
+    println!("\nTry it:");
+    println!("  export SWITCHYARD_URL=http://{}", gateway.addr);
+    println!("  export SWITCHYARD_TOKEN={bootstrap}");
+    println!(
+        "  curl -s -X POST $SWITCHYARD_URL/api/v1/orgs -H \"Authorization: Bearer $SWITCHYARD_TOKEN\" -H 'content-type: application/json' -d '{{\"name\":\"acme\"}}'"
+    );
+    println!("Health: /healthz and /readyz on the gateway. Press Ctrl-C to stop.\n");
 
     let mut failed = false;
+    if let Err(error) = gateway.wait().await {
+        eprintln!("switchyard dev: {error}");
+        failed = true;
+    }
     for service in services {
         if let Err(error) = service.wait().await {
             eprintln!("switchyard dev: {error}");
@@ -89,8 +109,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Audit first: the others' outbox relays deliver to it.
-async fn start_all(dir: &Path, base: u16, shutdown: &Shutdown) -> anyhow::Result<Vec<Running>> {
+/// `SWITCHYARD_BOOTSTRAP_TOKEN`, or a fresh random one for this session.
+fn bootstrap_token() -> String {
+    std::env::var("SWITCHYARD_BOOTSTRAP_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| format!("dev-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Audit first: the others' outbox relays deliver to it. The gateway last, once every
+/// service it forwards to is up.
+async fn start_all(
+    dir: &Path,
+    base: u16,
+    bootstrap: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Vec<Running>, switchyard_gateway::Gateway)> {
     let metrics = MetricsConfig::on_port(0);
     let audit = switchyard_audit::start(
         switchyard_audit::AuditConfig {
@@ -115,6 +149,7 @@ async fn start_all(dir: &Path, base: u16, shutdown: &Shutdown) -> anyhow::Result
             metrics: metrics.clone(),
             database: sqlite(dir, "control-plane"),
             outbox: outbox.clone(),
+            bootstrap_token: Some(bootstrap.to_owned()),
             ..Default::default()
         },
         shutdown.clone(),
@@ -145,5 +180,14 @@ async fn start_all(dir: &Path, base: u16, shutdown: &Shutdown) -> anyhow::Result
     )
     .await
     .context("monitoring did not start")?;
-    Ok(vec![control_plane, scheduler, monitoring, audit])
+    let mut gateway = switchyard_gateway::GatewayConfig::default();
+    gateway.http.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port(base, 80)));
+    gateway.upstream.control_plane = format!("http://{}", control_plane.grpc_addr);
+    gateway.upstream.scheduler = format!("http://{}", scheduler.grpc_addr);
+    gateway.upstream.monitoring = format!("http://{}", monitoring.grpc_addr);
+    gateway.upstream.audit = format!("http://{}", audit.grpc_addr);
+    let gateway = switchyard_gateway::start(gateway, shutdown.clone())
+        .await
+        .context("gateway did not start")?;
+    Ok((vec![control_plane, scheduler, monitoring, audit], gateway))
 }

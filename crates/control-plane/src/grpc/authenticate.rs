@@ -67,7 +67,7 @@ async fn service(state: &State, credential: &str) -> Result<Principal, Refusal> 
     let hash = service_token::hash(credential);
     let token = store::identity::find_token_by_hash(&state.db, &hash)
         .await
-        .map_err(internal)?
+        .map_err(|e| internal(&e))?
         .ok_or_else(|| refuse("unknown token"))?;
     // The lookup matched on the hash already; compare again in constant time so that the
     // decision never depends on a short-circuiting comparison of secret-derived bytes.
@@ -114,7 +114,7 @@ async fn user(state: &State, credential: &str) -> Result<Principal, Refusal> {
     // Re-read the user: a deleted user's tokens stop working, a new role applies at once.
     let user = store::identity::find_user(&state.db, &verified.user_id)
         .await
-        .map_err(internal)?
+        .map_err(|e| internal(&e))?
         .filter(|u| u.org_id == verified.org_id)
         .ok_or_else(|| refuse("invalid or expired access token"))?;
     Ok(super::identity::user_principal(
@@ -123,7 +123,7 @@ async fn user(state: &State, credential: &str) -> Result<Principal, Refusal> {
     ))
 }
 
-fn internal(error: Error) -> Refusal {
+fn internal(error: &Error) -> Refusal {
     tracing::error!(%error, "authentication lookup failed");
     refuse("authentication is unavailable, try again")
 }

@@ -1,0 +1,124 @@
+//! The HTTP/JSON gateway: authenticates bearer tokens through control-plane (cached briefly),
+//! applies per-token rate limits, body and time limits, forwards the caller's identity and
+//! origin to the services over gRPC, and maps their statuses onto API.md's JSON errors.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod rate_limit;
+pub mod routes;
+pub mod state;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_runtime::RuntimeError;
+use switchyard_runtime::cache::Cache;
+use switchyard_runtime::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+
+pub use config::GatewayConfig;
+use rate_limit::Limiter;
+use state::AppState;
+use upstream::Upstreams;
+
+pub const SERVICE: &str = "gateway";
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    server: JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Waits for shutdown and the drain of in-flight requests (bounded by the grace period).
+    pub async fn wait(self) -> Result<(), RuntimeError> {
+        let mut server = self.server;
+        tokio::select! {
+            result = &mut server => {
+                return result
+                    .map_err(|e| RuntimeError::Config(format!("gateway task failed: {e}")))?
+                    .map_err(|source| RuntimeError::Bind { addr: self.addr, source });
+            }
+            _ = self.shutdown.cancelled() => {}
+        }
+        match tokio::time::timeout(self.grace, server).await {
+            Ok(_) => tracing::info!(service = SERVICE, "stopped"),
+            Err(_) => tracing::warn!(
+                service = SERVICE,
+                "requests still running after the grace period, stopping anyway"
+            ),
+        }
+        Ok(())
+    }
+
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Binds the listener and starts serving; returns once the port is bound.
+pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway, RuntimeError> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| RuntimeError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
+        addr: config.http.listen,
+        source,
+    })?;
+    middleware::describe_metrics();
+    let cache =
+        Cache::from_config(&config.redis).map_err(|e| RuntimeError::Redis(e.to_string()))?;
+    if let Err(error) = cache.ping().await {
+        tracing::warn!(%error, "redis is not answering, authenticating every request with control-plane");
+    }
+    let upstreams = Upstreams::connect(&config.upstream, config.http.request_timeout)?;
+    let limiter = Limiter::new(&config.rate_limit);
+    let grace = config.http.shutdown_grace;
+    let state = AppState {
+        upstreams,
+        cache,
+        limiter: limiter.clone(),
+        config: Arc::new(config),
+    };
+    let shutdown = shutdown.child_token();
+    tokio::spawn(prune_limiter(limiter, shutdown.clone()));
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    tracing::info!(service = SERVICE, %addr, "listening");
+    Ok(Gateway {
+        addr,
+        shutdown,
+        server,
+        grace,
+    })
+}
+
+async fn prune_limiter(limiter: Limiter, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.prune(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Runs the gateway until shutdown.
+pub async fn serve(config: GatewayConfig, shutdown: Shutdown) -> Result<(), RuntimeError> {
+    start(config, shutdown).await?.wait().await
+}

@@ -1,0 +1,135 @@
+//! The HTTP API of API.md. Routes and the OpenAPI document come from the same declarations
+//! (utoipa-axum's `routes!`), so the document cannot list an endpoint the server lacks, nor
+//! miss one it serves.
+
+mod audit;
+mod common;
+mod health;
+mod runs;
+mod tenancy;
+mod tokens;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::middleware;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchyard API", version = "v1", description = "Durable run orchestration for CI. See API.md for the contract."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorObject, crate::error::ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes and the document that describes them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::status))
+        .routes(routes!(health::metrics))
+        .routes(routes!(tenancy::create_org))
+        .routes(routes!(tenancy::create_project))
+        .routes(routes!(tenancy::get_project))
+        .routes(routes!(tenancy::create_user))
+        .routes(routes!(tokens::login))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(
+            workflows::put_workflow,
+            workflows::get_workflow,
+            workflows::delete_workflow
+        ))
+        .routes(routes!(runs::create_run, runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::cancel_run))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, document) = api();
+    let document = Arc::new(document);
+    let max_body = state.config.http.max_body_bytes;
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .fallback(middleware::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every method and path of API.md's table that this slice serves is in the document.
+    #[test]
+    fn the_document_lists_the_contract_paths() {
+        let (_, document) = api();
+        let json = serde_json::to_value(&document).expect("serializes");
+        let paths = json["paths"].as_object().expect("paths");
+        for (path, method) in [
+            ("/api/v1/orgs", "post"),
+            ("/api/v1/orgs/{org_id}/projects", "post"),
+            ("/api/v1/projects/{project_id}", "get"),
+            ("/api/v1/orgs/{org_id}/users", "post"),
+            ("/api/v1/auth/login", "post"),
+            ("/api/v1/auth/service-tokens", "post"),
+            ("/api/v1/auth/service-tokens", "get"),
+            ("/api/v1/auth/service-tokens/{token_id}", "delete"),
+            ("/api/v1/projects/{project_id}/workflows/{name}", "put"),
+            ("/api/v1/projects/{project_id}/workflows/{name}", "get"),
+            ("/api/v1/projects/{project_id}/workflows/{name}", "delete"),
+            ("/api/v1/projects/{project_id}/runs", "post"),
+            ("/api/v1/projects/{project_id}/runs", "get"),
+            ("/api/v1/runs/{run_id}", "get"),
+            ("/api/v1/runs/{run_id}/cancel", "post"),
+            ("/api/v1/audit/events", "get"),
+            ("/api/v1/audit/verify", "get"),
+            ("/healthz", "get"),
+            ("/readyz", "get"),
+            ("/api/v1/status", "get"),
+            ("/metrics", "get"),
+        ] {
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path} missing from the OpenAPI document"
+            );
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! gRPC clients of the services, sharing one lazily connected channel each, and the helper
+//! that dresses every forwarded call with the caller's context and the request deadline.
+
+use std::time::Duration;
+
+use switchyard_proto::audit::v1::audit_service_client::AuditServiceClient;
+use switchyard_proto::controlplane::v1::identity_service_client::IdentityServiceClient;
+use switchyard_proto::controlplane::v1::run_service_client::RunServiceClient;
+use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient;
+use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
+use switchyard_runtime::auth::CallContext;
+use switchyard_runtime::grpc::{GrpcChannel, channel};
+
+use crate::config::UpstreamConfig;
+
+#[derive(Clone)]
+pub struct Upstreams {
+    pub control_plane: GrpcChannel,
+    pub scheduler: GrpcChannel,
+    pub monitoring: GrpcChannel,
+    pub audit: GrpcChannel,
+    timeout: Duration,
+}
+
+impl Upstreams {
+    pub fn connect(
+        config: &UpstreamConfig,
+        timeout: Duration,
+    ) -> Result<Upstreams, tonic::transport::Error> {
+        Ok(Upstreams {
+            control_plane: channel(&config.control_plane)?,
+            scheduler: channel(&config.scheduler)?,
+            monitoring: channel(&config.monitoring)?,
+            audit: channel(&config.audit)?,
+            timeout,
+        })
+    }
+
+    pub fn tenancy(&self) -> TenancyServiceClient<GrpcChannel> {
+        TenancyServiceClient::new(self.control_plane.clone())
+    }
+    pub fn identity(&self) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.control_plane.clone())
+    }
+    pub fn workflows(&self) -> WorkflowServiceClient<GrpcChannel> {
+        WorkflowServiceClient::new(self.control_plane.clone())
+    }
+    pub fn runs(&self) -> RunServiceClient<GrpcChannel> {
+        RunServiceClient::new(self.control_plane.clone())
+    }
+    pub fn audit(&self) -> AuditServiceClient<GrpcChannel> {
+        AuditServiceClient::new(self.audit.clone())
+    }
+
+    /// A request carrying the caller's principal and origin, with the gateway's deadline.
+    pub fn request<T>(&self, ctx: &CallContext, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        ctx.write_to(request.metadata_mut());
+        request.set_timeout(self.timeout);
+        request
+    }
+}

@@ -1,0 +1,122 @@
+//! The whole platform behind the HTTP gateway, and a small client that speaks to it the way a
+//! CI script would (status, JSON body, headers).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_gateway::{Gateway, GatewayConfig};
+use switchyard_runtime::shutdown::Shutdown;
+
+use crate::cluster::{Cluster, redis, spawn_cluster};
+use crate::database::TestDatabase;
+
+pub struct Api {
+    pub cluster: Cluster,
+    pub gateway: Gateway,
+    pub base: String,
+    client: reqwest::Client,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn spawn_api(db: &TestDatabase) -> Api {
+    spawn_api_with(db, |_| {}).await
+}
+
+/// With a hook to adjust the gateway's config (rate limits, body limits).
+pub async fn spawn_api_with(db: &TestDatabase, adjust: impl FnOnce(&mut GatewayConfig)) -> Api {
+    let cluster = spawn_cluster(db).await;
+    let mut config = GatewayConfig::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.shutdown_grace = Duration::from_secs(5);
+    config.redis = redis(db);
+    config.upstream.control_plane = format!("http://{}", cluster.control_plane.grpc_addr);
+    config.upstream.scheduler = format!("http://{}", cluster.scheduler.grpc_addr);
+    config.upstream.monitoring = format!("http://{}", cluster.monitoring.grpc_addr);
+    config.upstream.audit = format!("http://{}", cluster.audit.grpc_addr);
+    adjust(&mut config);
+    let gateway = switchyard_gateway::start(config, Shutdown::new())
+        .await
+        .unwrap();
+    let base = format!("http://{}", gateway.addr);
+    Api {
+        cluster,
+        gateway,
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Api {
+    pub async fn stop(self) {
+        self.gateway.stop().await.unwrap();
+        self.cluster.stop().await;
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        builder
+    }
+
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
+        let response = builder.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(self.request(reqwest::Method::GET, path, token))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(self.request(reqwest::Method::POST, path, token).json(&body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(self.request(reqwest::Method::PUT, path, token).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(self.request(reqwest::Method::DELETE, path, token))
+            .await
+    }
+}
