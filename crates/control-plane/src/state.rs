@@ -142,6 +142,24 @@ impl State {
     }
 }
 
+/// The audit fact of a successful change.
+pub fn success<'a>(
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: &'a str,
+    org_id: &'a str,
+    project_id: &'a str,
+) -> AuditFact<'a> {
+    AuditFact {
+        action,
+        resource_type,
+        resource_id,
+        org_id,
+        project_id,
+        outcome: Outcome::Success,
+    }
+}
+
 /// Writes the audit record of a change, inside the caller's transaction.
 pub async fn audit<C: ConnectionTrait>(
     conn: &C,

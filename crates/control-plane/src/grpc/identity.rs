@@ -7,16 +7,14 @@ use sea_orm::TransactionTrait;
 use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::controlplane::v1::identity_service_server::IdentityService;
 use switchyard_proto::controlplane::v1::*;
-use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::{Denial, Scope, Tenant};
-use switchyard_runtime::outbox::AuditFact;
 use switchyard_runtime::time;
 use tonic::{Request, Response, Status};
 
 use super::{ControlPlaneApi, context};
 use crate::domain::{names, password, service_token};
 use crate::error::Error;
-use crate::state::{Attempt, audit, auth_cache_key, check_id};
+use crate::state::{Attempt, audit, auth_cache_key, check_id, success};
 use crate::store::{self, identity::NewToken, page::Page};
 
 #[tonic::async_trait]
@@ -68,14 +66,7 @@ impl IdentityService for ControlPlaneApi {
             super::convert::role_name(role),
         )
         .await?;
-        let fact = AuditFact {
-            action: "user.created",
-            resource_type: "user",
-            resource_id: &user.id,
-            org_id: &org.id,
-            project_id: "",
-            outcome: Outcome::Success,
-        };
+        let fact = success("user.created", "user", &user.id, &org.id, "");
         let details = serde_json::json!({ "username": user.username, "role": user.role });
         audit(&txn, &ctx, fact, &details).await?;
         txn.commit().await.map_err(Error::from)?;
@@ -119,14 +110,7 @@ impl IdentityService for ControlPlaneApi {
             .issue(&user.id, &user.org_id)
             .map_err(Error::Internal)?;
         let txn = state.db.begin().await.map_err(Error::from)?;
-        let fact = AuditFact {
-            action: "auth.login",
-            resource_type: "user",
-            resource_id: &user.id,
-            org_id: &user.org_id,
-            project_id: "",
-            outcome: Outcome::Success,
-        };
+        let fact = success("auth.login", "user", &user.id, &user.org_id, "");
         let mut as_user = ctx.clone();
         as_user.principal = Some(user_principal(&user, None));
         audit(&txn, &as_user, fact, &serde_json::json!({})).await?;
@@ -197,14 +181,7 @@ impl IdentityService for ControlPlaneApi {
             },
         )
         .await?;
-        let fact = AuditFact {
-            action: "token.created",
-            resource_type: "service_token",
-            resource_id: &token.id,
-            org_id: &org,
-            project_id: &project,
-            outcome: Outcome::Success,
-        };
+        let fact = success("token.created", "service_token", &token.id, &org, &project);
         let details =
             serde_json::json!({ "name": token.name, "scopes": scopes, "expires_at": expires_at });
         audit(&txn, &ctx, fact, &details).await?;
@@ -299,14 +276,13 @@ impl IdentityService for ControlPlaneApi {
         let txn = state.db.begin().await.map_err(Error::from)?;
         let revoked = store::identity::revoke_token(&txn, &token.id).await?;
         if revoked {
-            let fact = AuditFact {
-                action: "token.revoked",
-                resource_type: "service_token",
-                resource_id: &token.id,
-                org_id: &token.org_id,
-                project_id: &token.project_id,
-                outcome: Outcome::Success,
-            };
+            let fact = success(
+                "token.revoked",
+                "service_token",
+                &token.id,
+                &token.org_id,
+                &token.project_id,
+            );
             audit(&txn, &ctx, fact, &serde_json::json!({ "name": token.name })).await?;
         }
         txn.commit().await.map_err(Error::from)?;

@@ -7,16 +7,16 @@ use chrono::Utc;
 use sea_orm::{ActiveValue::Set, TransactionTrait};
 use switchyard_proto::controlplane::v1::run_service_server::RunService;
 use switchyard_proto::controlplane::v1::*;
-use switchyard_proto::events::v1::{Outcome, RunCancelRequested, RunRequested, event::Payload};
+use switchyard_proto::events::v1::{RunCancelRequested, RunRequested, event::Payload};
 use switchyard_runtime::auth::{CallContext, Scope, Tenant};
-use switchyard_runtime::outbox::{self, AuditFact, destination};
+use switchyard_runtime::outbox::{self, destination};
 use tonic::{Request, Response, Status};
 
 use super::{ControlPlaneApi, context};
 use crate::SERVICE;
 use crate::domain::{names, run_status::RunStatus};
 use crate::error::Error;
-use crate::state::{Attempt, audit, check_id};
+use crate::state::{Attempt, audit, check_id, success};
 use crate::store::{self, entity::run, page::Page};
 
 const MAX_PARAMS_BYTES: usize = 256 * 1024;
@@ -135,14 +135,7 @@ impl RunService for ControlPlaneApi {
             }
             Err(other) => return Err(other.into()),
         };
-        let fact = AuditFact {
-            action: "run.created",
-            resource_type: "run",
-            resource_id: &run.id,
-            org_id: &run.org_id,
-            project_id: &run.project_id,
-            outcome: Outcome::Success,
-        };
+        let fact = success("run.created", "run", &run.id, &run.org_id, &run.project_id);
         let details = serde_json::json!({
             "workflow": run.workflow,
             "version": run.version,
@@ -262,14 +255,13 @@ impl RunService for ControlPlaneApi {
         }
         let txn = state.db.begin().await.map_err(Error::from)?;
         let run = store::runs::update(&txn, active).await?;
-        let fact = AuditFact {
-            action: "run.cancel_requested",
-            resource_type: "run",
-            resource_id: &run.id,
-            org_id: &run.org_id,
-            project_id: &run.project_id,
-            outcome: Outcome::Success,
-        };
+        let fact = success(
+            "run.cancel_requested",
+            "run",
+            &run.id,
+            &run.org_id,
+            &run.project_id,
+        );
         audit(
             &txn,
             &ctx,

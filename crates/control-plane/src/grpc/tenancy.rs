@@ -5,15 +5,13 @@ use std::collections::BTreeMap;
 use sea_orm::TransactionTrait;
 use switchyard_proto::controlplane::v1::tenancy_service_server::TenancyService;
 use switchyard_proto::controlplane::v1::*;
-use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::{Denial, Scope, Tenant};
-use switchyard_runtime::outbox::AuditFact;
 use tonic::{Request, Response, Status};
 
 use super::{ControlPlaneApi, context};
 use crate::domain::names;
 use crate::error::Error;
-use crate::state::{Attempt, audit, check_id};
+use crate::state::{Attempt, audit, check_id, success};
 use crate::store::{self, page::Page};
 
 #[tonic::async_trait]
@@ -34,14 +32,7 @@ impl TenancyService for ControlPlaneApi {
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
         let txn = state.db.begin().await.map_err(Error::from)?;
         let org = store::tenancy::create_org(&txn, &req.name).await?;
-        let fact = AuditFact {
-            action: "organization.created",
-            resource_type: "organization",
-            resource_id: &org.id,
-            org_id: &org.id,
-            project_id: "",
-            outcome: Outcome::Success,
-        };
+        let fact = success("organization.created", "organization", &org.id, &org.id, "");
         audit(&txn, &ctx, fact, &serde_json::json!({ "name": org.name })).await?;
         txn.commit().await.map_err(Error::from)?;
         Ok(Response::new(CreateOrganizationResponse {
@@ -109,14 +100,13 @@ impl TenancyService for ControlPlaneApi {
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
         let txn = state.db.begin().await.map_err(Error::from)?;
         let project = store::tenancy::create_project(&txn, &org.id, &req.name).await?;
-        let fact = AuditFact {
-            action: "project.created",
-            resource_type: "project",
-            resource_id: &project.id,
-            org_id: &org.id,
-            project_id: &project.id,
-            outcome: Outcome::Success,
-        };
+        let fact = success(
+            "project.created",
+            "project",
+            &project.id,
+            &org.id,
+            &project.id,
+        );
         audit(
             &txn,
             &ctx,
@@ -219,18 +209,17 @@ impl TenancyService for ControlPlaneApi {
             &req.dataset_version_id,
         )
         .await?;
-        let fact = AuditFact {
-            action: if created {
+        let fact = success(
+            if created {
                 "environment.created"
             } else {
                 "environment.updated"
             },
-            resource_type: "environment",
-            resource_id: &environment.id,
-            org_id: &project.org_id,
-            project_id: &project.id,
-            outcome: Outcome::Success,
-        };
+            "environment",
+            &environment.id,
+            &project.org_id,
+            &project.id,
+        );
         // Variable names only: values may be secrets.
         let details = serde_json::json!({ "name": environment.name, "variables": variables.keys().collect::<Vec<_>>() });
         audit(&txn, &ctx, fact, &details).await?;

@@ -3,17 +3,15 @@
 use sea_orm::TransactionTrait;
 use switchyard_proto::controlplane::v1::workflow_service_server::WorkflowService;
 use switchyard_proto::controlplane::v1::*;
-use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::Scope;
 use switchyard_runtime::error::violation;
-use switchyard_runtime::outbox::AuditFact;
 use switchyard_workflow::{Format, ParseError};
 use tonic::{Request, Response, Status};
 
 use super::{ControlPlaneApi, context};
 use crate::domain::names;
 use crate::error::Error;
-use crate::state::{Attempt, audit};
+use crate::state::{Attempt, audit, success};
 use crate::store::{self, page::Page};
 
 /// Largest definition accepted, in bytes.
@@ -49,14 +47,13 @@ impl WorkflowService for ControlPlaneApi {
         )
         .await?;
         if created {
-            let fact = AuditFact {
-                action: "workflow.version_created",
-                resource_type: "workflow",
-                resource_id: &versioned.workflow.id,
-                org_id: &project.org_id,
-                project_id: &project.id,
-                outcome: Outcome::Success,
-            };
+            let fact = success(
+                "workflow.version_created",
+                "workflow",
+                &versioned.workflow.id,
+                &project.org_id,
+                &project.id,
+            );
             let details = serde_json::json!({
                 "name": req.name,
                 "version": versioned.version.version,
@@ -137,14 +134,13 @@ impl WorkflowService for ControlPlaneApi {
             .await?;
         let txn = state.db.begin().await.map_err(Error::from)?;
         let workflow = store::workflows::delete(&txn, &project.id, &req.name).await?;
-        let fact = AuditFact {
-            action: "workflow.deleted",
-            resource_type: "workflow",
-            resource_id: &workflow.id,
-            org_id: &project.org_id,
-            project_id: &project.id,
-            outcome: Outcome::Success,
-        };
+        let fact = success(
+            "workflow.deleted",
+            "workflow",
+            &workflow.id,
+            &project.org_id,
+            &project.id,
+        );
         audit(&txn, &ctx, fact, &serde_json::json!({ "name": req.name })).await?;
         txn.commit().await.map_err(Error::from)?;
         Ok(Response::new(DeleteWorkflowResponse {}))
