@@ -14,6 +14,39 @@ switchyard_runtime::service_config! {
         /// admin, so that a fresh deployment can be set up without editing the database.
         pub bootstrap_token: Option<String>,
         pub auth: AuthConfig,
+        pub datasets: DatasetsConfig,
+    }
+}
+
+/// Where dataset versions may be read from, and how much of them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetsConfig {
+    /// Directories `file://` locations may point into. Empty: local files are refused, so a
+    /// caller cannot make the control plane read its own host's files.
+    pub local_roots: Vec<std::path::PathBuf>,
+    /// Largest dataset version read for a check, in bytes.
+    pub max_bytes: u64,
+    /// How long one fetch may take.
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// Options handed to the object store (`aws_endpoint`, `aws_region`, ...); `AWS_*`
+    /// environment variables are read as well.
+    pub object_store: std::collections::BTreeMap<String, String>,
+    /// Allow `http(s)://` locations on link-local addresses (cloud metadata services live
+    /// there; refused unless this is set).
+    pub allow_link_local: bool,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        DatasetsConfig {
+            local_roots: Vec::new(),
+            max_bytes: 256 * 1024 * 1024,
+            fetch_timeout: Duration::from_secs(60),
+            object_store: Default::default(),
+            allow_link_local: false,
+        }
     }
 }
 
@@ -61,6 +94,17 @@ impl Validate for ControlPlaneConfig {
         }
         if self.auth.cache_ttl > Duration::from_secs(60) {
             problems.push("auth.cache_ttl must be at most 60s (it bounds how long a revoked token may still work)".into());
+        }
+        if self.datasets.max_bytes == 0 {
+            problems.push("datasets.max_bytes must be greater than 0".into());
+        }
+        for root in &self.datasets.local_roots {
+            if !root.is_absolute() {
+                problems.push(format!(
+                    "datasets.local_roots: `{}` must be an absolute path",
+                    root.display()
+                ));
+            }
         }
         problems
     }

@@ -1,8 +1,10 @@
-//! The control-plane service: tenancy, identity and service tokens, workflows and runs. It
+//! The control-plane service: tenancy, identity and service tokens, workflows and runs, suites
+//! with their BDD features, datasets and the dataset gate. It
 //! authenticates credentials for the gateway and hands accepted runs to the scheduler through
 //! its outbox.
 
 pub mod config;
+pub mod data_source;
 pub mod domain;
 pub mod error;
 pub mod grpc;
@@ -44,6 +46,7 @@ pub async fn start(
     let signer = Signer::new(&signing_key, config.auth.access_token_ttl);
     let bootstrap_token = config.bootstrap_token.clone();
     let auth_cache_ttl = config.auth.cache_ttl;
+    let data = data_source::DataSources::new(config.datasets.clone());
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -58,6 +61,7 @@ pub async fn start(
             signer,
             bootstrap_token,
             auth_cache_ttl,
+            data,
         }));
         let routes = Routes::new(limit_messages!(
             TenancyServiceServer::new(api.clone()),

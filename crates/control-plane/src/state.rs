@@ -10,6 +10,7 @@ use switchyard_runtime::cache::Cache;
 use switchyard_runtime::outbox::{self, AuditFact};
 
 use crate::SERVICE;
+use crate::data_source::DataSources;
 use crate::domain::access_token::Signer;
 use crate::error::{Error, Result};
 use crate::store::{self, entity::project};
@@ -21,6 +22,8 @@ pub struct State {
     pub bootstrap_token: Option<String>,
     /// How long the gateway may cache an authentication answer.
     pub auth_cache_ttl: Duration,
+    /// Where dataset versions are read from.
+    pub data: DataSources,
 }
 
 /// What a caller tried to do, for the audit record of a refusal.
@@ -128,17 +131,29 @@ impl State {
             project_id: tenant.project_id.unwrap_or_default(),
             outcome: Outcome::Denied,
         };
+        self.audit_alone(ctx, fact, &details).await;
+        Error::Denied(denial)
+    }
+
+    /// Records a refused call (nothing else changes, so the record is its own transaction).
+    /// A failure to record is logged: the caller still gets the refusal.
+    pub async fn audit_alone(
+        &self,
+        ctx: &CallContext,
+        fact: AuditFact<'_>,
+        details: &serde_json::Value,
+    ) {
+        let action = fact.action;
         let recorded = async {
             let txn = self.db.begin().await?;
-            audit(&txn, ctx, fact, &details).await?;
+            audit(&txn, ctx, fact, details).await?;
             txn.commit().await?;
             Ok::<_, Error>(())
         }
         .await;
         if let Err(error) = recorded {
-            tracing::error!(%error, action = attempt.action, "could not audit a denied call");
+            tracing::error!(%error, action, "could not audit a refused call");
         }
-        Error::Denied(denial)
     }
 }
 

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use switchyard_proto::audit::v1::audit_service_client::AuditServiceClient;
+use switchyard_proto::controlplane::v1::dataset_service_client::DatasetServiceClient;
 use switchyard_proto::controlplane::v1::identity_service_client::IdentityServiceClient;
 use switchyard_proto::controlplane::v1::run_service_client::RunServiceClient;
+use switchyard_proto::controlplane::v1::suite_service_client::SuiteServiceClient;
 use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient;
 use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
 use switchyard_runtime::auth::CallContext;
@@ -47,6 +49,12 @@ impl Upstreams {
     }
     pub fn runs(&self) -> RunServiceClient<GrpcChannel> {
         RunServiceClient::new(self.control_plane.clone())
+    }
+    pub fn suites(&self) -> SuiteServiceClient<GrpcChannel> {
+        SuiteServiceClient::new(self.control_plane.clone())
+    }
+    pub fn datasets(&self) -> DatasetServiceClient<GrpcChannel> {
+        DatasetServiceClient::new(self.control_plane.clone())
     }
     pub fn audit(&self) -> AuditServiceClient<GrpcChannel> {
         AuditServiceClient::new(self.audit.clone())

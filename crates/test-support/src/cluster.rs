@@ -58,6 +58,15 @@ pub async fn spawn_audit(db: &TestDatabase) -> Running {
         .unwrap()
 }
 
+/// The directory tests put dataset files in; the control plane may read `file://` locations
+/// under it (and nowhere else).
+pub fn data_root() -> std::path::PathBuf {
+    let root = std::env::temp_dir().join("switchyard-test-data");
+    // Creating it is idempotent across tests; canonical so symlinked temp dirs still match.
+    let _ = std::fs::create_dir_all(&root);
+    root.canonicalize().unwrap_or(root)
+}
+
 /// All four services, wired like production (relays deliver to audit).
 pub struct Cluster {
     pub audit: Running,
@@ -77,6 +86,10 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
             redis: redis(db),
             outbox: outbox.clone(),
             bootstrap_token: Some(BOOTSTRAP_TOKEN.to_owned()),
+            datasets: switchyard_control_plane::config::DatasetsConfig {
+                local_roots: vec![data_root()],
+                ..Default::default()
+            },
             ..Default::default()
         },
         Shutdown::new(),

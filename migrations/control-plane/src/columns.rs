@@ -48,3 +48,11 @@ pub fn integer<T: IntoIden>(name: T) -> ColumnDef {
         .default(0)
         .to_owned()
 }
+
+pub fn boolean<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .boolean()
+        .not_null()
+        .default(false)
+        .to_owned()
+}

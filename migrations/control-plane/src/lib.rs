@@ -6,6 +6,7 @@ use switchyard_runtime::outbox::migration::CreateOutbox;
 mod columns;
 mod m20261123_000001_create_tenancy_identity;
 mod m20261123_000002_create_workflows_runs;
+mod m20261123_000003_create_suites_datasets;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(m20261123_000001_create_tenancy_identity::Migration),
             Box::new(m20261123_000002_create_workflows_runs::Migration),
+            Box::new(m20261123_000003_create_suites_datasets::Migration),
         ]
     }
 }

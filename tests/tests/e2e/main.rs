@@ -10,3 +10,4 @@ mod migrations;
 mod outbox;
 mod pipeline;
 mod processes;
+mod suites;

@@ -70,15 +70,14 @@ async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::controlplane::v1::ListSuitesRequest;
-    use switchyard_proto::controlplane::v1::suite_service_client::SuiteServiceClient;
+    use switchyard_proto::events::v1::DeliverRequest;
+    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
     let db = TestDatabase::postgres().await;
     let cluster = spawn_cluster(&db).await;
-    let mut suites = SuiteServiceClient::new(channel(&cluster.control_plane));
-    let status = suites
-        .list_suites(ListSuitesRequest {
-            project_id: "p".into(),
-        })
+    // Run-status reports from the scheduler arrive with the scheduler issue.
+    let mut sink = EventSinkClient::new(channel(&cluster.control_plane));
+    let status = sink
+        .deliver(DeliverRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);

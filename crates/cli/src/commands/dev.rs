@@ -150,6 +150,11 @@ async fn start_all(
             database: sqlite(dir, "control-plane"),
             outbox: outbox.clone(),
             bootstrap_token: Some(bootstrap.to_owned()),
+            // Datasets under the directory `switchyard dev` was started in can be gated on.
+            datasets: switchyard_control_plane::config::DatasetsConfig {
+                local_roots: std::env::current_dir().into_iter().collect(),
+                ..Default::default()
+            },
             ..Default::default()
         },
         shutdown.clone(),

@@ -1,18 +1,18 @@
 //! gRPC handlers: translate requests, authorize through [`crate::state::State`], delegate to the
-//! store inside one transaction with the audit event. Suites, datasets and the run-status
-//! event sink answer UNIMPLEMENTED until their slices land (generated default stubs).
+//! store inside one transaction with the audit event. The run-status event sink answers
+//! UNIMPLEMENTED until the scheduler reports runs (generated default stub).
 
 mod authenticate;
 mod convert;
+mod datasets;
 mod identity;
 mod runs;
+mod suites;
 mod tenancy;
 mod workflows;
 
 use std::sync::Arc;
 
-use switchyard_proto::controlplane::v1::dataset_service_server::DatasetService;
-use switchyard_proto::controlplane::v1::suite_service_server::SuiteService;
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_runtime::auth::CallContext;
 use tonic::{Request, Status};
@@ -37,9 +37,5 @@ fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
     Ok((ctx, request.into_inner()))
 }
 
-#[tonic::async_trait]
-impl SuiteService for ControlPlaneApi {}
-#[tonic::async_trait]
-impl DatasetService for ControlPlaneApi {}
 #[tonic::async_trait]
 impl EventSink for ControlPlaneApi {}

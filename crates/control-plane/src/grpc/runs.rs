@@ -76,9 +76,11 @@ impl RunService for ControlPlaneApi {
             )
         };
         if !req.suite.is_empty() {
-            // Suites and their dataset gates arrive with the BDD slice; until then no suite
-            // exists, and naming one is an unknown reference.
-            return Err(Error::not_found("suite", &req.suite).into());
+            let suite = store::suites::get_suite(&state.db, &project.id, &req.suite).await?;
+            if suite.require_dataset_health {
+                self.dataset_gate(&ctx, &project, &suite, environment.as_ref())
+                    .await?;
+            }
         }
         let now = Utc::now();
         let params_json = params.to_string();

@@ -196,6 +196,14 @@ impl TenancyService for ControlPlaneApi {
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
         if !req.dataset_version_id.is_empty() {
             check_id("dataset_version_id", &req.dataset_version_id)?;
+            // A version of another project's dataset is as unknown as a missing one.
+            store::datasets::find_version_in_project(
+                &state.db,
+                &project.id,
+                &req.dataset_version_id,
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("dataset version", &req.dataset_version_id))?;
         }
         let variables: BTreeMap<_, _> = req.variables.into_iter().collect();
         let variables_json =

@@ -115,3 +115,76 @@ entity!(run, "runs", {
     pub finished_at: Option<DateTimeUtc>,
     pub cancel_requested_at: Option<DateTimeUtc>,
 });
+
+entity!(suite, "suites", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub require_dataset_health: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+});
+
+entity!(feature, "features", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub project_id: String,
+    pub suite_id: String,
+    pub path: String,
+    pub name: String,
+    pub description: String,
+    pub tags_json: String,
+    pub background_json: String,
+    pub digest: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+});
+
+entity!(scenario, "scenarios", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub feature_id: String,
+    pub position: i32,
+    pub name: String,
+    pub rule: String,
+    pub rule_background_json: String,
+    pub tags_json: String,
+    pub outline: bool,
+    pub examples_json: String,
+    pub line: i32,
+});
+
+entity!(scenario_step, "scenario_steps", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub scenario_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub position: i32,
+    pub keyword: String,
+    pub text: String,
+    pub doc_string: Option<String>,
+    pub table_json: String,
+    pub line: i32,
+});
+
+entity!(dataset, "datasets", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    /// Tagged JSON list of `domain::expectations::Expectation`.
+    pub expectations_json: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+});
+
+entity!(dataset_version, "dataset_versions", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub dataset_id: String,
+    pub version: String,
+    pub location: String,
+    /// `csv` or `jsonl`.
+    pub format: String,
+    pub created_at: DateTimeUtc,
+});

@@ -1,10 +1,12 @@
 //! The only place SQL lives: sea-orm entities and the queries over them. Functions take any
 //! connection, so callers compose them inside one transaction with the audit event.
 
+pub mod datasets;
 pub mod entity;
 pub mod identity;
 pub mod page;
 pub mod runs;
+pub mod suites;
 pub mod tenancy;
 pub mod workflows;
 

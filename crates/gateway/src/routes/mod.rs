@@ -4,8 +4,11 @@
 
 mod audit;
 mod common;
+mod datasets;
+mod environments;
 mod health;
 mod runs;
+mod suites;
 mod tenancy;
 mod tokens;
 mod workflows;
@@ -62,6 +65,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             workflows::get_workflow,
             workflows::delete_workflow
         ))
+        .routes(routes!(environments::put_environment))
+        .routes(routes!(environments::list_environments))
+        .routes(routes!(suites::put_suite))
+        .routes(routes!(suites::list_suites))
+        .routes(routes!(suites::ingest_features, suites::list_features))
+        .routes(routes!(datasets::create_dataset, datasets::list_datasets))
+        .routes(routes!(datasets::create_version, datasets::list_versions))
+        .routes(routes!(datasets::put_expectations))
+        .routes(routes!(datasets::check_version))
         .routes(routes!(runs::create_run, runs::list_runs))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
@@ -119,6 +131,14 @@ mod tests {
             ("/api/v1/projects/{project_id}/runs", "get"),
             ("/api/v1/runs/{run_id}", "get"),
             ("/api/v1/runs/{run_id}/cancel", "post"),
+            ("/api/v1/projects/{project_id}/features", "post"),
+            ("/api/v1/projects/{project_id}/features", "get"),
+            ("/api/v1/projects/{project_id}/suites/{name}", "put"),
+            ("/api/v1/projects/{project_id}/environments/{name}", "put"),
+            ("/api/v1/projects/{project_id}/datasets", "post"),
+            ("/api/v1/datasets/{dataset_id}/versions", "post"),
+            ("/api/v1/datasets/{dataset_id}/expectations", "put"),
+            ("/api/v1/dataset-versions/{version_id}/check", "post"),
             ("/api/v1/audit/events", "get"),
             ("/api/v1/audit/verify", "get"),
             ("/healthz", "get"),
