@@ -144,7 +144,12 @@ impl DataSources {
         if matches!(url.scheme(), "http" | "https") && !self.config.allow_link_local {
             refuse_link_local(url).await?;
         }
-        let (store, path) = object_store::parse_url_opts(url, self.options.clone())
+        let mut options = self.options.clone();
+        if url.scheme() == "http" {
+            // The location itself says plain HTTP; the store refuses it unless told.
+            options.push(("allow_http".into(), "true".into()));
+        }
+        let (store, path) = object_store::parse_url_opts(url, options)
             .map_err(|e| format!("cannot open `{url}`: {e}"))?;
         let meta = store
             .head(&path)

@@ -489,3 +489,86 @@ async fn the_dataset_gate_refuses_runs_on_unhealthy_data() {
     assert_eq!(foreign_check.status, 403, "{:?}", foreign_check.body);
     api.stop().await;
 }
+
+/// Serves `body` at `/data/users.jsonl` on a loopback port: an object-store location over
+/// HTTP, read through the same `object_store` path as S3.
+async fn serve_data(body: &'static str) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/data/users.jsonl",
+        axum::routing::get(move || async move { body }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn object_store_locations_are_read_and_metadata_addresses_refused() {
+    let db = TestDatabase::sqlite();
+    let api = spawn_api(&db).await;
+    let (project, token) = new_project(&api, "remote", &["suites:write"]).await;
+    let ci = Some(token.as_str());
+    let dataset = api
+        .post(
+            &format!("/api/v1/projects/{project}/datasets"),
+            ci,
+            json!({"name": "events"}),
+        )
+        .await;
+    let dataset = dataset.body["id"].as_str().unwrap().to_owned();
+    let put = api
+        .put(
+            &format!("/api/v1/datasets/{dataset}/expectations"),
+            ci,
+            json!({"expectations": [
+                {"type": "row_count_between", "min": 3},
+                {"type": "column_values_in_set", "column": "kind", "values": ["click", "view"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let addr =
+        serve_data("{\"kind\": \"click\"}\n{\"kind\": \"view\"}\n{\"kind\": \"scroll\"}\n").await;
+    let versions = format!("/api/v1/datasets/{dataset}/versions");
+    let mut results = Vec::new();
+    for (label, location) in [
+        ("http", format!("http://{addr}/data/users.jsonl")),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/data.jsonl".to_owned(),
+        ),
+    ] {
+        let version = api
+            .post(
+                &versions,
+                ci,
+                json!({"version": label, "location": location, "format": "jsonl"}),
+            )
+            .await;
+        assert_eq!(version.status, 201, "{:?}", version.body);
+        let id = version.body["id"].as_str().unwrap();
+        let check = api
+            .post(
+                &format!("/api/v1/dataset-versions/{id}/check"),
+                ci,
+                json!({}),
+            )
+            .await;
+        assert_eq!(check.status, 200, "{:?}", check.body);
+        results.push(check.body);
+    }
+    // Read over HTTP: three rows pass the count, one value is outside the set.
+    let over_http = &results[0]["results"];
+    assert_eq!(over_http[0]["passed"], true, "{over_http:?}");
+    assert_eq!(over_http[1]["passed"], false, "{over_http:?}");
+    assert!(
+        over_http[1]["message"].as_str().unwrap().contains("scroll"),
+        "{over_http:?}"
+    );
+    // The metadata address is never contacted: every expectation fails with the reason.
+    assert_eq!(results[1]["healthy"], false);
+    let reason = results[1]["results"][0]["message"].as_str().unwrap();
+    assert!(reason.contains("link-local"), "{reason}");
+    api.stop().await;
+}

@@ -359,6 +359,28 @@ Feature: Checkout
         assert!(ours.line > 1, "{ours}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever a client sends, parsing answers (a feature or a located error); it never
+        /// panics and never points past the end of the file.
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("(Feature|Scenario|Scenario Outline|Background|Rule|Examples|Given|When|Then|And|But|@tag|\\|| a \\||\"\"\"|#)?[ a-z<>:|]{0,12}").expect("regex"),
+                    proptest::string::string_regex("[^\\x00]{0,20}").expect("regex"),
+                ],
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            if let Err(error) = parse("fuzz.feature", &text) {
+                let lines = text.lines().count() as u32 + 2;
+                proptest::prop_assert!(error.line <= lines, "{error} for {text:?}");
+            }
+        }
+    }
+
     #[test]
     fn paths_and_sizes_are_checked_before_parsing() {
         for bad in [
