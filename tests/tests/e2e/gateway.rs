@@ -184,7 +184,8 @@ async fn ci_client_flow_on_sqlite() {
     ci_client_flow(TestDatabase::sqlite()).await;
 }
 
-async fn run_count(api: &Api, project: &str) -> usize {
+/// How many runs the project has (as the bootstrap admin sees them).
+pub(crate) async fn run_count(api: &Api, project: &str) -> usize {
     let reply = api
         .get(&format!("/api/v1/projects/{project}/runs"), ADMIN)
         .await;

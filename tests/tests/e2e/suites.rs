@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_test_support::cluster::data_root;
+
+use super::gateway::run_count;
 use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, eventually, spawn_api};
 
 const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
@@ -260,13 +262,6 @@ fn data_file(name: &str, content: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
     format!("file://{}", path.display())
-}
-
-async fn run_count(api: &Api, project: &str) -> usize {
-    let reply = api
-        .get(&format!("/api/v1/projects/{project}/runs"), ADMIN)
-        .await;
-    reply.body["items"].as_array().map_or(usize::MAX, Vec::len)
 }
 
 #[tokio::test]
