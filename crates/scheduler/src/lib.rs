@@ -3,6 +3,7 @@
 //! module docs of `grpc` for the state of the domain RPCs.
 
 pub mod config;
+pub mod domain;
 pub mod grpc;
 
 use switchyard_proto::events::v1::event_sink_server::EventSinkServer;

@@ -3,7 +3,6 @@
 pub use sea_orm_migration::prelude::*;
 use switchyard_runtime::outbox::migration::CreateOutbox;
 
-mod columns;
 mod m20261123_000001_create_tenancy_identity;
 mod m20261123_000002_create_workflows_runs;
 mod m20261123_000003_create_suites_datasets;

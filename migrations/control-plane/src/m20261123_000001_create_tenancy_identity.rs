@@ -2,7 +2,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::{id, id_ref, text, timestamp, timestamp_null};
+use switchyard_runtime::migrate::columns::{id, id_ref, text, timestamp, timestamp_null};
 
 pub struct Migration;
 

@@ -3,7 +3,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::columns::{boolean, id, id_ref, integer, text, timestamp};
+use switchyard_runtime::migrate::columns::{boolean, id, id_ref, integer, text, timestamp};
 
 pub struct Migration;
 

@@ -7,6 +7,8 @@
 //! dies mid-way releases the lock with its session and the next one carries on where it
 //! stopped. SQLite is single-process (embedded mode) and needs no lock.
 
+pub mod columns;
+
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use sea_orm_migration::MigratorTrait;
 

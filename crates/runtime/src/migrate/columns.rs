@@ -1,4 +1,4 @@
-//! Column shapes shared by the control-plane tables, so every table spells ids, text and
+//! Column shapes shared by the services' migrations, so every table spells ids, text and
 //! timestamps the same way on PostgreSQL and SQLite.
 
 use sea_orm_migration::prelude::*;
@@ -55,4 +55,31 @@ pub fn boolean<T: IntoIden>(name: T) -> ColumnDef {
         .not_null()
         .default(false)
         .to_owned()
+}
+
+/// An integer identity primary key for hot tables (small index entries, cheap to compare);
+/// public ids live beside it as UUID text.
+pub fn serial<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
+pub fn big_integer<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .big_integer()
+        .not_null()
+        .default(0)
+        .to_owned()
+}
+
+pub fn integer_null<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name).integer().null().to_owned()
+}
+
+pub fn text_null<T: IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name).text().null().to_owned()
 }

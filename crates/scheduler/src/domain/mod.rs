@@ -1,0 +1,5 @@
+//! Pure scheduler logic: the run graph, retry decisions, the task state machine. No I/O.
+
+pub mod graph;
+pub mod retry;
+pub mod task_status;
