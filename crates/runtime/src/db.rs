@@ -147,6 +147,27 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
+/// A plain sea-orm entity (no relations: services check ownership themselves) in a module of
+/// its own: `entity!(task, "tasks", { #[sea_orm(primary_key)] pub id: i64, ... });`. The
+/// calling crate depends on sea-orm.
+#[macro_export]
+macro_rules! entity {
+    ($module:ident, $table:literal, { $($body:tt)* }) => {
+        pub mod $module {
+            use sea_orm::entity::prelude::*;
+
+            #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+            #[sea_orm(table_name = $table)]
+            pub struct Model { $($body)* }
+
+            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+            pub enum Relation {}
+
+            impl ActiveModelBehavior for ActiveModel {}
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod entry;
 pub mod error;
 pub mod grpc;
 pub mod host;
+pub mod inbox;
 pub mod metrics;
 pub mod migrate;
 pub mod outbox;

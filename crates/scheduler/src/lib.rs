@@ -4,7 +4,10 @@
 
 pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod error;
 pub mod grpc;
+pub mod store;
 
 use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
 use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryServiceServer;

@@ -81,6 +81,7 @@ enum Tasks {
     ExitCode,
     Error,
     OutputsJson,
+    ResultJson,
     LogTail,
 }
 
@@ -198,6 +199,8 @@ impl MigrationTrait for Migration {
                     .col(integer_null(Tasks::ExitCode))
                     .col(text(Tasks::Error))
                     .col(text(Tasks::OutputsJson))
+                    // Test counts, coverage and artifacts reported with the completion.
+                    .col(text(Tasks::ResultJson))
                     .col(text(Tasks::LogTail))
                     .to_owned(),
             )

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit;
+mod engine;
 mod gateway;
 mod grpc_server;
 mod migrations;

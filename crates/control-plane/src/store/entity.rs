@@ -1,21 +1,6 @@
 //! sea-orm entities of the control-plane schema (see the migrations for indexes and why).
 
-macro_rules! entity {
-    ($module:ident, $table:literal, { $($body:tt)* }) => {
-        pub mod $module {
-            use sea_orm::entity::prelude::*;
-
-            #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-            #[sea_orm(table_name = $table)]
-            pub struct Model { $($body)* }
-
-            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-            pub enum Relation {}
-
-            impl ActiveModelBehavior for ActiveModel {}
-        }
-    };
-}
+use switchyard_runtime::entity;
 
 entity!(organization, "organizations", {
     #[sea_orm(primary_key, auto_increment = false)]

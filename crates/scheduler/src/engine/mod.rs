@@ -1,0 +1,422 @@
+//! The run engine: accepting runs, leasing tasks, heartbeats, completions with retries and
+//! dead letters, the lease sweeper and cancellation. Each operation is one transaction that
+//! locks the run it changes, applies what `domain` decides, and writes the events it causes
+//! to the outbox in the same transaction.
+
+pub mod progress;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Set, TransactionTrait};
+use switchyard_proto::events::v1::RunRequested;
+
+use crate::domain::graph::Graph;
+use crate::domain::retry::{self, Budget, Decision, Failure};
+use crate::domain::task_status::TaskStatus;
+use crate::error::{Error, Result};
+use crate::store::entity::{dead_letter, run, task};
+use crate::store::{self, queue, runs};
+
+/// The engine's tunables.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a poll's lease lasts before a heartbeat must extend it.
+    pub lease: Duration,
+    pub budget: Budget,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease: Duration::from_secs(30),
+            budget: Budget::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+}
+
+/// How an attempt ended, as the agent reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub agent_id: String,
+    pub task_id: String,
+    pub attempt: u32,
+    pub exit_code: i32,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    pub outputs_json: String,
+    pub result: report::TaskResult,
+    pub log_tail: String,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Leases extended.
+    pub held: Vec<(String, u32)>,
+    /// Leases whose run was cancelled: stop them.
+    pub cancelled: Vec<(String, u32)>,
+    /// Leases the agent no longer holds (expired, fenced, finished).
+    pub lost: Vec<(String, u32)>,
+}
+
+impl Engine {
+    pub fn new(db: DatabaseConnection, settings: Settings) -> Engine {
+        Engine { db, settings }
+    }
+
+    /// Takes a run from the control plane inside the caller's transaction (the one that
+    /// records the event as delivered): stores it `provisioning`, starts its root nodes.
+    pub async fn accept<C: ConnectionTrait>(conn: &C, request: &RunRequested) -> Result<()> {
+        if runs::find(conn, &request.run_id).await?.is_some() {
+            return Ok(());
+        }
+        let definition: switchyard_workflow::Definition =
+            serde_json::from_str(&request.definition_json).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "run {} has an unreadable definition: {e}",
+                    request.run_id
+                ))
+            })?;
+        let now = Utc::now();
+        let params = if request.params_json.trim().is_empty() {
+            "{}".to_owned()
+        } else {
+            request.params_json.clone()
+        };
+        let mut run = runs::insert(
+            conn,
+            run::ActiveModel {
+                id: Set(request.run_id.clone()),
+                project_id: Set(request.project_id.clone()),
+                workflow: Set(request.workflow.clone()),
+                version: Set(request.workflow_version as i32),
+                definition_json: Set(request.definition_json.clone()),
+                state_json: Set(params),
+                env_json: Set(
+                    serde_json::to_string(&request.environment).unwrap_or_else(|_| "{}".into())
+                ),
+                status: Set("provisioning".into()),
+                priority: Set(request.priority),
+                reason: Set(String::new()),
+                cancel_requested: Set(false),
+                deadline_at: Set(request
+                    .deadline
+                    .as_ref()
+                    .and_then(switchyard_runtime::time::from_proto)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                started_at: Set(None),
+                finished_at: Set(None),
+            },
+        )
+        .await?;
+        runs::insert_nodes(
+            conn,
+            &run.id,
+            definition
+                .nodes
+                .iter()
+                .map(|n| (n.id.as_str(), n.shards.max(1))),
+            now,
+        )
+        .await?;
+        progress::emit(conn, &run, "provisioning", "", "", "").await?;
+        let graph = Graph::new(&definition);
+        let mut nodes = runs::nodes(conn, &run.id).await?;
+        progress::advance(conn, &mut run, &graph, &mut nodes).await?;
+        tracing::info!(run_id = %run.id, nodes = definition.nodes.len(), "run accepted");
+        Ok(())
+    }
+
+    /// Leases up to `max` tasks to the agent. Runs whose first task this is become `running`.
+    pub async fn claim(
+        &self,
+        agent_id: &str,
+        labels: &BTreeMap<String, String>,
+        max: u32,
+    ) -> Result<Vec<task::Model>> {
+        let txn = self.db.begin().await?;
+        let now = Utc::now();
+        let who = queue::Claimant {
+            agent_id,
+            labels,
+            max,
+            lease: self.settings.lease,
+        };
+        let tasks = queue::claim(&txn, &who, now).await?;
+        let mut started: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
+        started.sort_unstable();
+        started.dedup();
+        for run_id in started {
+            let run = runs::lock(&txn, run_id).await?;
+            if run.status == "provisioning" {
+                let mut active: run::ActiveModel = run.into();
+                active.status = Set("running".into());
+                active.started_at = Set(Some(now));
+                active.updated_at = Set(now);
+                let run = runs::update(&txn, active).await?;
+                progress::emit(&txn, &run, "running", "", "", "").await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(tasks)
+    }
+
+    /// Extends the agent's leases and tells it which to stop.
+    pub async fn heartbeat(&self, agent_id: &str, leases: &[(String, u32)]) -> Result<Beat> {
+        let txn = self.db.begin().await?;
+        let expires =
+            Utc::now() + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        let wanted: Vec<(String, i32)> = leases
+            .iter()
+            .map(|(id, attempt)| (id.clone(), *attempt as i32))
+            .collect();
+        let held = queue::extend(&txn, agent_id, &wanted, expires).await?;
+        let mut beat = Beat::default();
+        for (id, attempt) in leases {
+            if !held.iter().any(|(h, a)| h == id && *a == *attempt as i32) {
+                beat.lost.push((id.clone(), *attempt));
+                continue;
+            }
+            let task = queue::lock(&txn, id).await?;
+            let cancelled = runs::find(&txn, &task.run_id)
+                .await?
+                .is_some_and(|r| r.cancel_requested);
+            if cancelled {
+                beat.cancelled.push((id.clone(), *attempt));
+            } else {
+                beat.held.push((id.clone(), *attempt));
+            }
+        }
+        txn.commit().await?;
+        Ok(beat)
+    }
+
+    /// Applies a completion. A stale fencing token, or a task not leased to this agent, is
+    /// refused with `FailedPrecondition` and changes nothing.
+    pub async fn complete(&self, done: Completion) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let task = queue::lock(&txn, &done.task_id).await?;
+        if task.status != TaskStatus::Leased.as_str()
+            || task.attempt != done.attempt as i32
+            || task.agent_id.as_deref() != Some(done.agent_id.as_str())
+        {
+            tracing::warn!(task_id = %done.task_id, attempt = done.attempt, agent_id = %done.agent_id, status = %task.status, current_attempt = task.attempt, "stale completion refused");
+            return Err(Error::FailedPrecondition(format!(
+                "task {} attempt {} is not leased to agent {} (it is {} at attempt {})",
+                done.task_id, done.attempt, done.agent_id, task.status, task.attempt
+            )));
+        }
+        let failure = if done.cancelled {
+            None
+        } else if done.timed_out {
+            Some(Failure::TimedOut)
+        } else if done.exit_code != 0 {
+            Some(Failure::Exit(done.exit_code))
+        } else {
+            None
+        };
+        self.settle(&txn, task, done, failure).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Returns expired leases to the queue (or the dead-letter queue past the platform
+    /// budget). Each row is re-read under its lock and changed only if still leased at the
+    /// attempt the sweep saw: a completion that won the race is never undone.
+    pub async fn sweep(&self) -> Result<u32> {
+        let now = Utc::now();
+        let candidates = queue::expired(&self.db, now, 500).await?;
+        let mut swept = 0;
+        for seen in candidates {
+            let txn = self.db.begin().await?;
+            let task = queue::lock(&txn, &seen.uuid).await?;
+            let still_expired = task.status == TaskStatus::Leased.as_str()
+                && task.attempt == seen.attempt
+                && task.lease_expires_at.is_some_and(|at| at < now);
+            if !still_expired {
+                continue;
+            }
+            let done = Completion {
+                agent_id: task.agent_id.clone().unwrap_or_default(),
+                task_id: task.uuid.clone(),
+                attempt: task.attempt as u32,
+                ..Completion::default()
+            };
+            tracing::warn!(task_id = %task.uuid, attempt = task.attempt, agent_id = ?task.agent_id, "lease expired");
+            self.settle(&txn, task, done, Some(Failure::LeaseExpired))
+                .await?;
+            txn.commit().await?;
+            swept += 1;
+        }
+        Ok(swept)
+    }
+
+    /// The common end of an attempt: success, retry, dead letter or cancellation, then the
+    /// run moves on.
+    async fn settle<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        task: task::Model,
+        done: Completion,
+        failure: Option<Failure>,
+    ) -> Result<()> {
+        let mut run = runs::lock(conn, &task.run_id).await?;
+        let definition = progress::definition(&run)?;
+        let graph = Graph::new(&definition);
+        let mut nodes = runs::nodes(conn, &run.id).await?;
+        let now = Utc::now();
+        let node_id = task.node.clone();
+        let mut active: task::ActiveModel = task.clone().into();
+        active.log_tail = Set(done.log_tail.clone());
+        active.result_json = Set(serde_json::to_string(&done.result).unwrap_or_default());
+        if done.cancelled || (run.cancel_requested && failure != Some(Failure::LeaseExpired)) {
+            active.status = Set(TaskStatus::Cancelled.as_str().to_owned());
+            active.finished_at = Set(Some(now));
+            active.exit_code = Set(Some(done.exit_code));
+            queue::update(conn, active).await?;
+            return self.maybe_cancelled(conn, &mut run).await;
+        }
+        match failure {
+            None => {
+                active.status = Set(TaskStatus::Succeeded.as_str().to_owned());
+                active.finished_at = Set(Some(now));
+                active.exit_code = Set(Some(done.exit_code));
+                active.outputs_json = Set(done.outputs_json.clone());
+                queue::update(conn, active).await?;
+                if !done.outputs_json.trim().is_empty()
+                    && let Ok(outputs) = serde_json::from_str(&done.outputs_json)
+                {
+                    let mut state: serde_json::Value =
+                        serde_json::from_str(&run.state_json).unwrap_or(serde_json::json!({}));
+                    crate::domain::graph::merge_outputs(&mut state, &node_id, outputs);
+                    let mut r: run::ActiveModel = run.clone().into();
+                    r.state_json = Set(state.to_string());
+                    r.updated_at = Set(now);
+                    run = runs::update(conn, r).await?;
+                }
+                progress::count_shard(conn, &mut run, &graph, &mut nodes, &node_id, true).await?;
+            }
+            Some(failure) => {
+                let node = graph.node(&node_id);
+                let decision = retry::decide(
+                    node.and_then(|n| n.retry.as_ref()),
+                    self.settings.budget,
+                    task.attempt as u32,
+                    task.infra_losses as u32,
+                    failure,
+                    rand::random::<f64>(),
+                );
+                if failure == Failure::LeaseExpired {
+                    active.infra_losses = Set(task.infra_losses + 1);
+                }
+                if let Failure::Exit(code) = failure {
+                    active.exit_code = Set(Some(code));
+                }
+                let error = match failure {
+                    Failure::Exit(code) => format!("exit code {code}"),
+                    Failure::TimedOut => "timed out".to_owned(),
+                    Failure::LeaseExpired => "lease expired".to_owned(),
+                };
+                active.error = Set(error.clone());
+                match decision {
+                    Decision::Retry { attempt, backoff } => {
+                        active.status = Set(TaskStatus::Queued.as_str().to_owned());
+                        active.attempt = Set(attempt as i32);
+                        active.agent_id = Set(None);
+                        active.lease_expires_at = Set(None);
+                        active.not_before =
+                            Set(now + chrono::Duration::from_std(backoff).unwrap_or_default());
+                        queue::update(conn, active).await?;
+                        tracing::info!(task_id = %task.uuid, attempt, backoff_ms = backoff.as_millis() as u64, %error, "retry scheduled");
+                        return Ok(());
+                    }
+                    Decision::Dead { reason } => {
+                        active.status = Set(TaskStatus::Dead.as_str().to_owned());
+                        active.finished_at = Set(Some(now));
+                        active.lease_expires_at = Set(None);
+                        queue::update(conn, active).await?;
+                        sea_orm::ActiveModelTrait::insert(
+                            dead_letter::ActiveModel {
+                                id: Set(store::new_id()),
+                                task_id: Set(task.id),
+                                run_id: Set(task.run_id.clone()),
+                                project_id: Set(task.project_id.clone()),
+                                node: Set(node_id.clone()),
+                                last_error: Set(reason.clone()),
+                                log_tail: Set(done.log_tail.clone()),
+                                dead_at: Set(now),
+                                replayed_at: Set(None),
+                            },
+                            conn,
+                        )
+                        .await?;
+                        tracing::warn!(task_id = %task.uuid, %reason, "task dead-lettered");
+                        progress::count_shard(conn, &mut run, &graph, &mut nodes, &node_id, false)
+                            .await?;
+                    }
+                }
+            }
+        }
+        if run.status == "provisioning" || run.status == "running" {
+            progress::advance(conn, &mut run, &graph, &mut nodes).await?;
+        }
+        Ok(())
+    }
+
+    /// Cancels a run: queued tasks at once, leased ones when their agents learn it through
+    /// heartbeats (or their leases expire). Inside the caller's transaction.
+    pub async fn cancel<C: ConnectionTrait>(conn: &C, run_id: &str, reason: &str) -> Result<()> {
+        let Some(_) = runs::find(conn, run_id).await? else {
+            return Ok(());
+        };
+        let run = runs::lock(conn, run_id).await?;
+        if run.finished_at.is_some() || run.cancel_requested {
+            return Ok(());
+        }
+        let mut active: run::ActiveModel = run.into();
+        active.cancel_requested = Set(true);
+        active.reason = Set(reason.to_owned());
+        active.updated_at = Set(Utc::now());
+        let mut run = runs::update(conn, active).await?;
+        let now = Utc::now();
+        for task in queue::open_for_run(conn, run_id).await? {
+            if task.status == TaskStatus::Queued.as_str() {
+                let mut t: task::ActiveModel = task.into();
+                t.status = Set(TaskStatus::Cancelled.as_str().to_owned());
+                t.finished_at = Set(Some(now));
+                queue::update(conn, t).await?;
+            }
+        }
+        Self::cancel_if_idle(conn, &mut run).await
+    }
+
+    async fn maybe_cancelled<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        run: &mut run::Model,
+    ) -> Result<()> {
+        Self::cancel_if_idle(conn, run).await
+    }
+
+    /// A cancel-requested run whose tasks have all stopped is `cancelled`.
+    async fn cancel_if_idle<C: ConnectionTrait>(conn: &C, run: &mut run::Model) -> Result<()> {
+        if !run.cancel_requested || run.finished_at.is_some() {
+            return Ok(());
+        }
+        if queue::open_for_run(conn, &run.id).await?.is_empty() {
+            let reason = run.reason.clone();
+            progress::finish(conn, run, "cancelled", &reason).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The only place SQL lives: sea-orm entities and the queries over them. Functions take any
+//! connection, so the engine composes them inside one transaction with the events they cause.
+
+pub mod entity;
+pub mod queue;
+pub mod runs;
+
+/// A new time-ordered public id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
