@@ -55,6 +55,13 @@ pub async fn start(
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        let to_scheduler = outbox::spawn_relay_to(
+            SERVICE,
+            ctx.db.clone(),
+            outbox::destination::SCHEDULER,
+            &outbox_config,
+            ctx.shutdown.clone(),
+        )?;
         let api = ControlPlaneApi::new(Arc::new(State {
             db: ctx.db.clone(),
             cache: ctx.cache.clone(),
@@ -93,7 +100,7 @@ pub async fn start(
                 <DatasetServiceServer<ControlPlaneApi> as NamedService>::NAME,
                 <EventSinkServer<ControlPlaneApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay],
+            tasks: vec![relay, to_scheduler],
         })
     })
     .await

@@ -390,6 +390,10 @@ impl Validate for TelemetryConfig {
 pub struct OutboxConfig {
     /// gRPC endpoint of the audit service.
     pub audit_endpoint: String,
+    /// gRPC endpoints of the other consumers, for the services that emit to them.
+    pub scheduler_endpoint: String,
+    pub control_plane_endpoint: String,
+    pub monitoring_endpoint: String,
     pub batch_size: u32,
     /// How often an idle relay looks for new events.
     #[serde(with = "humantime_serde")]
@@ -409,6 +413,9 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             audit_endpoint: "http://127.0.0.1:7040".into(),
+            scheduler_endpoint: "http://127.0.0.1:7020".into(),
+            control_plane_endpoint: "http://127.0.0.1:7010".into(),
+            monitoring_endpoint: "http://127.0.0.1:7030".into(),
             batch_size: 200,
             poll_interval: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
@@ -421,13 +428,17 @@ impl Default for OutboxConfig {
 impl Validate for OutboxConfig {
     fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !(self.audit_endpoint.starts_with("http://")
-            || self.audit_endpoint.starts_with("https://"))
-        {
-            problems.push(format!(
-                "outbox.audit_endpoint must be an http(s) URL, got {:?}",
-                self.audit_endpoint
-            ));
+        for (key, endpoint) in [
+            ("audit_endpoint", &self.audit_endpoint),
+            ("scheduler_endpoint", &self.scheduler_endpoint),
+            ("control_plane_endpoint", &self.control_plane_endpoint),
+            ("monitoring_endpoint", &self.monitoring_endpoint),
+        ] {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "outbox.{key} must be an http(s) URL, got {endpoint:?}"
+                ));
+            }
         }
         if self.batch_size == 0 || self.batch_size > 10_000 {
             problems.push("outbox.batch_size must be between 1 and 10000".into());

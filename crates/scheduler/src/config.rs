@@ -1,17 +1,69 @@
 //! The scheduler service's configuration.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use switchyard_runtime::config::{ServiceConfig as _, Validate};
+
+use crate::domain::retry::Budget;
+use crate::engine::Settings;
 
 switchyard_runtime::service_config! {
     pub struct SchedulerConfig {
         grpc_port: 7020,
         metrics_port: 9020,
         schema: "scheduler",
+        pub engine: EngineConfig,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// How long a lease lasts without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often each replica looks for expired leases.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Attempts of one task that may be lost to the platform (expired leases) before it is
+    /// dead-lettered.
+    pub infra_attempts: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(1),
+            infra_attempts: 3,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            lease: self.lease,
+            budget: Budget {
+                infra_attempts: self.infra_attempts,
+            },
+        }
     }
 }
 
 impl Validate for SchedulerConfig {
     fn validate(&self) -> Vec<String> {
-        self.base().validate()
+        let mut problems = self.base().validate();
+        if self.engine.lease < Duration::from_secs(1) {
+            problems.push("engine.lease must be at least 1s".into());
+        }
+        if self.engine.sweep_interval.is_zero() {
+            problems.push("engine.sweep_interval must be greater than zero".into());
+        }
+        if self.engine.infra_attempts == 0 {
+            problems.push("engine.infra_attempts must be at least 1".into());
+        }
+        problems
     }
 }

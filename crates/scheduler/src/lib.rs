@@ -1,6 +1,6 @@
-//! The scheduler service. This slice runs the shared runtime (health, reflection, migrations,
-//! metrics, drain) and records its own lifecycle through the outbox to audit; see the
-//! module docs of `grpc` for the state of the domain RPCs.
+//! The scheduler service: takes runs from the control plane's outbox, turns them into tasks,
+//! leases them to agents, retries, dead-letters and reports run status back through its own
+//! outbox. See the module docs of `grpc` for which RPCs are built.
 
 pub mod config;
 pub mod domain;
@@ -24,6 +24,7 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 
 pub use config::SchedulerConfig;
+use engine::Engine;
 use grpc::SchedulerApi;
 
 pub const SERVICE: &str = "scheduler";
@@ -32,6 +33,8 @@ pub const SERVICE: &str = "scheduler";
 pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Running, RuntimeError> {
     let grpc = config.grpc.clone();
     let outbox_config = config.outbox.clone();
+    let settings = config.engine.settings();
+    let sweep_interval = config.engine.sweep_interval;
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -40,27 +43,34 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        let to_control_plane = outbox::spawn_relay_to(
+            SERVICE,
+            ctx.db.clone(),
+            outbox::destination::CONTROL_PLANE,
+            &outbox_config,
+            ctx.shutdown.clone(),
+        )?;
+        let engine = Engine::new(ctx.db.clone(), settings);
+        let sweeper = engine::spawn_sweeper(engine.clone(), sweep_interval, ctx.shutdown.clone());
+        let api = SchedulerApi::new(engine);
         let routes = Routes::new(limit_messages!(
-            SchedulerServiceServer::new(SchedulerApi),
+            SchedulerServiceServer::new(api.clone()),
             grpc
         ))
         .add_service(limit_messages!(
-            DeadLetterServiceServer::new(SchedulerApi),
+            DeadLetterServiceServer::new(api.clone()),
             grpc
         ))
         .add_service(limit_messages!(
-            ScheduleServiceServer::new(SchedulerApi),
+            ScheduleServiceServer::new(api.clone()),
             grpc
         ))
         .add_service(limit_messages!(
-            AgentRegistryServiceServer::new(SchedulerApi),
+            AgentRegistryServiceServer::new(api.clone()),
             grpc
         ))
-        .add_service(limit_messages!(
-            WorkerServiceServer::new(SchedulerApi),
-            grpc
-        ))
-        .add_service(limit_messages!(EventSinkServer::new(SchedulerApi), grpc));
+        .add_service(limit_messages!(WorkerServiceServer::new(api.clone()), grpc))
+        .add_service(limit_messages!(EventSinkServer::new(api), grpc));
         Ok(Built {
             routes,
             health_names: vec![
@@ -71,7 +81,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
                 <EventSinkServer<SchedulerApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay],
+            tasks: vec![relay, to_control_plane, sweeper],
         })
     })
     .await

@@ -75,12 +75,28 @@ pub struct Cluster {
     pub monitoring: Running,
 }
 
+/// A free loopback port, for a service whose address another must know before it starts.
+fn reserve() -> std::net::SocketAddr {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    std::net::TcpListener::bind(any)
+        .and_then(|l| l.local_addr())
+        .unwrap_or(any)
+}
+
 pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
     let audit = spawn_audit(db).await;
-    let outbox = outbox_to(&audit);
+    let mut outbox = outbox_to(&audit);
+    // The control plane and the scheduler relay events to each other.
+    let control_plane_addr = reserve();
+    let scheduler_addr = reserve();
+    outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
+    outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
     let control_plane = switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
-            grpc: grpc(),
+            grpc: GrpcConfig {
+                listen: control_plane_addr,
+                ..grpc()
+            },
             metrics: MetricsConfig::default(),
             database: db.config("control-plane"),
             redis: redis(db),
@@ -98,7 +114,10 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
     .unwrap();
     let scheduler = switchyard_scheduler::start(
         switchyard_scheduler::SchedulerConfig {
-            grpc: grpc(),
+            grpc: GrpcConfig {
+                listen: scheduler_addr,
+                ..grpc()
+            },
             metrics: MetricsConfig::default(),
             database: db.config("scheduler"),
             outbox: outbox.clone(),

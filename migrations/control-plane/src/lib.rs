@@ -1,6 +1,7 @@
 //! Migrations of the control-plane service's schema, applied at startup under the migration lock.
 
 pub use sea_orm_migration::prelude::*;
+use switchyard_runtime::inbox::migration::CreateInbox;
 use switchyard_runtime::outbox::migration::CreateOutbox;
 
 mod m20261123_000001_create_tenancy_identity;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_tenancy_identity::Migration),
             Box::new(m20261123_000002_create_workflows_runs::Migration),
             Box::new(m20261123_000003_create_suites_datasets::Migration),
+            Box::new(CreateInbox),
         ]
     }
 }

@@ -112,9 +112,17 @@ async fn ci_client_flow(db: TestDatabase) {
     assert_eq!(run.body["version"], 1);
     let run_id = run.body["id"].as_str().unwrap().to_owned();
 
-    let got = api.get(&format!("/api/v1/runs/{run_id}"), ci).await;
+    // The scheduler takes the run from the control plane's outbox and reports it back.
+    let got = eventually(
+        "the scheduler took the run",
+        Duration::from_secs(20),
+        || async {
+            let reply = api.get(&format!("/api/v1/runs/{run_id}"), ci).await;
+            (reply.body["status"] == "provisioning").then_some(reply)
+        },
+    )
+    .await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.body["status"], "queued");
     assert_eq!(got.body["params"]["branch"], "main");
     assert_eq!(got.body["tasks"]["total"], 0);
     assert!(got.header("x-request-id").is_some_and(|id| !id.is_empty()));
@@ -126,7 +134,7 @@ async fn ci_client_flow(db: TestDatabase) {
         .await;
     assert_eq!(echoed.header("x-request-id"), Some("ci-job-42"));
 
-    let listed = api.get(&format!("{runs}?status=queued"), ci).await;
+    let listed = api.get(&format!("{runs}?status=provisioning"), ci).await;
     assert_eq!(listed.status, 200);
     assert_eq!(listed.body["items"][0]["id"], run_id.as_str());
     assert_eq!(listed.body["next_cursor"], Value::Null);
@@ -160,12 +168,21 @@ async fn ci_client_flow(db: TestDatabase) {
     // The CI token is not an admin: the audit trail is closed to it.
     assert_eq!(api.get("/api/v1/audit/events", ci).await.status, 403);
 
+    // Cancelling a run the scheduler holds: accepted now, `cancelled` once the scheduler has
+    // stopped its tasks and said so.
     let cancel = api
         .post(&format!("/api/v1/runs/{run_id}/cancel"), ci, json!({}))
         .await;
-    assert_eq!(
-        (cancel.status, &cancel.body["status"]),
-        (202, &json!("cancelled"))
+    assert_eq!(cancel.status, 202, "{:?}", cancel.body);
+    let cancelled = eventually("the run is cancelled", Duration::from_secs(20), || async {
+        let reply = api.get(&format!("/api/v1/runs/{run_id}"), ci).await;
+        (reply.body["status"] == "cancelled").then_some(reply)
+    })
+    .await;
+    assert!(
+        cancelled.body["finished_at"].is_string(),
+        "{:?}",
+        cancelled.body
     );
     let again = api
         .post(&format!("/api/v1/runs/{run_id}/cancel"), ci, json!({}))

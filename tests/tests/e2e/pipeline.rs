@@ -70,14 +70,14 @@ async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::events::v1::DeliverRequest;
-    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+    use switchyard_proto::scheduler::v1::ListDeadLettersRequest;
+    use switchyard_proto::scheduler::v1::dead_letter_service_client::DeadLetterServiceClient;
     let db = TestDatabase::postgres().await;
     let cluster = spawn_cluster(&db).await;
-    // Run-status reports from the scheduler arrive with the scheduler issue.
-    let mut sink = EventSinkClient::new(channel(&cluster.control_plane));
-    let status = sink
-        .deliver(DeliverRequest::default())
+    // Operator RPCs over dead letters arrive with their slice of the scheduler issue.
+    let mut letters = DeadLetterServiceClient::new(channel(&cluster.scheduler));
+    let status = letters
+        .list_dead_letters(ListDeadLettersRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);

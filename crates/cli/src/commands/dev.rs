@@ -34,6 +34,19 @@ fn port(base: u16, offset: u16) -> u16 {
     }
 }
 
+/// The address a service will listen on, known before it starts: the control plane and the
+/// scheduler each need the other's endpoint for their outbox relays. With base port 0 a free
+/// port is picked now.
+fn reserve(base: u16, offset: u16) -> SocketAddr {
+    let wanted = SocketAddr::from((Ipv4Addr::LOCALHOST, port(base, offset)));
+    if base != 0 {
+        return wanted;
+    }
+    std::net::TcpListener::bind(wanted)
+        .and_then(|l| l.local_addr())
+        .unwrap_or(wanted)
+}
+
 fn grpc(base: u16, offset: u16) -> GrpcConfig {
     GrpcConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port(base, offset))),
@@ -142,10 +155,17 @@ async fn start_all(
         ..Default::default()
     };
     outbox.poll_interval = std::time::Duration::from_millis(100);
+    let control_plane_addr = reserve(base, 10);
+    let scheduler_addr = reserve(base, 20);
+    outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
+    outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
 
     let control_plane = switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
-            grpc: grpc(base, 10),
+            grpc: GrpcConfig {
+                listen: control_plane_addr,
+                ..GrpcConfig::default()
+            },
             metrics: metrics.clone(),
             database: sqlite(dir, "control-plane"),
             outbox: outbox.clone(),
@@ -163,7 +183,10 @@ async fn start_all(
     .context("control-plane did not start")?;
     let scheduler = switchyard_scheduler::start(
         switchyard_scheduler::SchedulerConfig {
-            grpc: grpc(base, 20),
+            grpc: GrpcConfig {
+                listen: scheduler_addr,
+                ..GrpcConfig::default()
+            },
             metrics: metrics.clone(),
             database: sqlite(dir, "scheduler"),
             outbox: outbox.clone(),

@@ -1,19 +1,19 @@
 //! gRPC handlers: translate requests, authorize through [`crate::state::State`], delegate to the
-//! store inside one transaction with the audit event. The run-status event sink answers
-//! UNIMPLEMENTED until the scheduler reports runs (generated default stub).
+//! store inside one transaction with the audit event. `sink` applies the scheduler's run
+//! status reports.
 
 mod authenticate;
 mod convert;
 mod datasets;
 mod identity;
 mod runs;
+mod sink;
 mod suites;
 mod tenancy;
 mod workflows;
 
 use std::sync::Arc;
 
-use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_runtime::auth::CallContext;
 use tonic::{Request, Status};
 
@@ -36,6 +36,3 @@ fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
     let ctx = CallContext::from_metadata(request.metadata())?;
     Ok((ctx, request.into_inner()))
 }
-
-#[tonic::async_trait]
-impl EventSink for ControlPlaneApi {}

@@ -64,3 +64,11 @@ pub async fn list<C: ConnectionTrait>(
 pub async fn update<C: ConnectionTrait>(conn: &C, model: run::ActiveModel) -> Result<run::Model> {
     Ok(model.update(conn).await?)
 }
+
+/// The run, locked for the rest of the transaction; `None` when there is none.
+pub async fn find<C: ConnectionTrait>(conn: &C, id: &str) -> Result<Option<run::Model>> {
+    Ok(run::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(conn)
+        .await?)
+}

@@ -144,6 +144,33 @@ pub async fn record_started(
     txn.commit().await
 }
 
+/// Starts the relay that delivers this service's events for `destination` to that consumer
+/// (its endpoint from the outbox configuration).
+pub fn spawn_relay_to(
+    service: &'static str,
+    db: sea_orm::DatabaseConnection,
+    destination: &'static str,
+    config: &crate::config::OutboxConfig,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, crate::RuntimeError> {
+    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+    let endpoint = match destination {
+        destination::AUDIT => &config.audit_endpoint,
+        destination::SCHEDULER => &config.scheduler_endpoint,
+        destination::CONTROL_PLANE => &config.control_plane_endpoint,
+        _ => &config.monitoring_endpoint,
+    };
+    let channel = crate::grpc::channel(endpoint)?;
+    Ok(spawn_relay(
+        service,
+        db,
+        destination,
+        EventSinkClient::new(channel),
+        config.clone(),
+        shutdown,
+    ))
+}
+
 /// Starts the relay that delivers this service's audit records to the audit service.
 pub fn spawn_audit_relay(
     service: &'static str,

@@ -211,6 +211,9 @@ impl Engine {
             || task.agent_id.as_deref() != Some(done.agent_id.as_str())
         {
             tracing::warn!(task_id = %done.task_id, attempt = done.attempt, agent_id = %done.agent_id, status = %task.status, current_attempt = task.attempt, "stale completion refused");
+            // Roll back now: a dropped transaction releases the row lock only when its
+            // connection is next used, and claims would skip the row until then.
+            txn.rollback().await?;
             return Err(Error::FailedPrecondition(format!(
                 "task {} attempt {} is not leased to agent {} (it is {} at attempt {})",
                 done.task_id, done.attempt, done.agent_id, task.status, task.attempt
@@ -244,6 +247,7 @@ impl Engine {
                 && task.attempt == seen.attempt
                 && task.lease_expires_at.is_some_and(|at| at < now);
             if !still_expired {
+                txn.rollback().await?;
                 continue;
             }
             let done = Completion {
@@ -419,4 +423,26 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Sweeps expired leases every `interval` until shutdown. Every replica runs one: the sweep
+/// re-checks each row under its lock, so two sweepers never apply the same expiry twice.
+pub fn spawn_sweeper(
+    engine: Engine,
+    interval: Duration,
+    shutdown: switchyard_runtime::shutdown::Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            match engine.sweep().await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "expired leases returned"),
+                Err(error) => tracing::warn!(%error, "lease sweep failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    })
 }

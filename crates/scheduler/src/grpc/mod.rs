@@ -1,16 +1,28 @@
-//! gRPC handlers. The contracts are complete; the domain RPCs are filled in by the issues that
-//! build this service's domain and answer UNIMPLEMENTED until then (generated default stubs).
+//! gRPC handlers: translate and delegate to the [`Engine`]. The worker API and the event sink
+//! are built; the operator RPCs (progress, tasks, dead letters, schedules, agents) answer
+//! UNIMPLEMENTED until their slices land (generated default stubs).
 
-use switchyard_proto::events::v1::event_sink_server::EventSink;
+mod sink;
+
 use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryService;
 use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterService;
 use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleService;
 use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 use switchyard_proto::scheduler::v1::worker_service_server::WorkerService;
 
+use crate::engine::Engine;
+
 /// The service's gRPC surface.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SchedulerApi;
+#[derive(Clone)]
+pub struct SchedulerApi {
+    pub(crate) engine: Engine,
+}
+
+impl SchedulerApi {
+    pub fn new(engine: Engine) -> SchedulerApi {
+        SchedulerApi { engine }
+    }
+}
 
 #[tonic::async_trait]
 impl SchedulerService for SchedulerApi {}
@@ -22,5 +34,3 @@ impl ScheduleService for SchedulerApi {}
 impl AgentRegistryService for SchedulerApi {}
 #[tonic::async_trait]
 impl WorkerService for SchedulerApi {}
-#[tonic::async_trait]
-impl EventSink for SchedulerApi {}
