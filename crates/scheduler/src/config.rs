@@ -13,7 +13,27 @@ switchyard_runtime::service_config! {
         grpc_port: 7020,
         metrics_port: 9020,
         schema: "scheduler",
+        /// gRPC endpoint of the control plane, which authenticates agents' tokens.
+        pub control_plane: ControlPlaneEndpoint,
         pub engine: EngineConfig,
+    }
+}
+
+/// A gRPC URL with a default (`Default` is what the config macro fills fields with).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ControlPlaneEndpoint(pub String);
+
+impl Default for ControlPlaneEndpoint {
+    fn default() -> Self {
+        ControlPlaneEndpoint("http://127.0.0.1:7010".into())
+    }
+}
+
+impl std::ops::Deref for ControlPlaneEndpoint {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -60,6 +80,14 @@ impl Validate for SchedulerConfig {
         }
         if self.engine.sweep_interval.is_zero() {
             problems.push("engine.sweep_interval must be greater than zero".into());
+        }
+        if !(self.control_plane.starts_with("http://")
+            || self.control_plane.starts_with("https://"))
+        {
+            problems.push(format!(
+                "control_plane must be an http(s) URL, got {:?}",
+                self.control_plane.0
+            ));
         }
         if self.engine.infra_attempts == 0 {
             problems.push("engine.infra_attempts must be at least 1".into());

@@ -35,6 +35,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let outbox_config = config.outbox.clone();
     let settings = config.engine.settings();
     let sweep_interval = config.engine.sweep_interval;
+    let auth_endpoint = config.control_plane.clone();
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -52,7 +53,8 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
         )?;
         let engine = Engine::new(ctx.db.clone(), settings);
         let sweeper = engine::spawn_sweeper(engine.clone(), sweep_interval, ctx.shutdown.clone());
-        let api = SchedulerApi::new(engine);
+        let auth = grpc::AgentAuth::new(switchyard_runtime::grpc::channel(&auth_endpoint)?);
+        let api = SchedulerApi::new(engine, auth);
         let routes = Routes::new(limit_messages!(
             SchedulerServiceServer::new(api.clone()),
             grpc

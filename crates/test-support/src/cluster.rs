@@ -121,6 +121,9 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
             metrics: MetricsConfig::default(),
             database: db.config("scheduler"),
             outbox: outbox.clone(),
+            control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
             ..Default::default()
         },
         Shutdown::new(),

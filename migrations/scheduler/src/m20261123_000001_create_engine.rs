@@ -23,6 +23,7 @@ impl MigrationName for Migration {
 enum Runs {
     Table,
     Id,
+    OrgId,
     ProjectId,
     Workflow,
     Version,
@@ -59,6 +60,7 @@ enum Tasks {
     Id,
     Uuid,
     RunId,
+    OrgId,
     ProjectId,
     Node,
     Iteration,
@@ -135,6 +137,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Runs::Table)
                     .col(id(Runs::Id))
+                    .col(text(Runs::OrgId))
                     .col(id_ref(Runs::ProjectId))
                     .col(text(Runs::Workflow))
                     .col(integer(Runs::Version))
@@ -176,6 +179,8 @@ impl MigrationTrait for Migration {
                     .col(serial(Tasks::Id))
                     .col(id_ref(Tasks::Uuid).unique_key())
                     .col(id_ref(Tasks::RunId))
+                    // Tenancy of the task: an agent takes only what its token may see.
+                    .col(text(Tasks::OrgId))
                     .col(id_ref(Tasks::ProjectId))
                     .col(text(Tasks::Node))
                     .col(integer(Tasks::Iteration))

@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use serde_json::json;
 use switchyard_proto::events::v1::{RunRequested, event::Payload};
 use switchyard_runtime::outbox::entity as outbox_entity;
-use switchyard_scheduler::engine::{Completion, Engine, Settings};
+use switchyard_scheduler::engine::{AgentScope, Completion, Engine, Settings};
 use switchyard_scheduler::error::Error;
 use switchyard_scheduler::store::entity::{dead_letter, task};
 use switchyard_scheduler_migration::Migrator;
@@ -47,10 +47,20 @@ fn any_labels() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
+fn platform_agent(labels: &BTreeMap<String, String>) -> AgentScope<'_> {
+    AgentScope {
+        agent_id: "agent-1",
+        org_id: "",
+        project_id: "",
+        labels,
+    }
+}
+
 /// Claims everything ready and returns `(task id, node, shard, attempt)`.
 async fn claim(engine: &Engine) -> Vec<(String, String, i32, u32)> {
+    let labels = any_labels();
     engine
-        .claim("agent-1", &any_labels(), 100)
+        .claim(&platform_agent(&labels), 100)
         .await
         .unwrap()
         .into_iter()
@@ -380,7 +390,8 @@ async fn cancelling_stops_queued_tasks_and_reaches_running_ones_through_heartbea
         json!({"nodes": [{"id": "t", "run": "x", "shards": 3}]}),
     )
     .await;
-    let leased = engine.claim("agent-1", &any_labels(), 1).await.unwrap();
+    let labels = any_labels();
+    let leased = engine.claim(&platform_agent(&labels), 1).await.unwrap();
     assert_eq!(leased.len(), 1);
     let txn = sea_orm::TransactionTrait::begin(&engine.db).await.unwrap();
     Engine::cancel(&txn, &run, "cancelled by test")
@@ -417,4 +428,37 @@ async fn cancelling_stops_queued_tasks_and_reaches_running_ones_through_heartbea
         reported(&engine.db, &run).await,
         vec!["provisioning", "running", "cancelled"]
     );
+}
+
+#[tokio::test]
+async fn agents_take_only_tasks_of_their_tenancy_with_their_labels() {
+    let db = TestDatabase::postgres().await;
+    let engine = engine(&db, Settings::default()).await;
+    let request = RunRequested {
+        run_id: run_id(7),
+        org_id: "org-a".into(),
+        project_id: "project-1".into(),
+        workflow: "w".into(),
+        definition_json: json!({"nodes": [{"id": "t", "run": "x", "labels": {"os": "linux"}}]})
+            .to_string(),
+        ..RunRequested::default()
+    };
+    Engine::accept(&engine.db, &request).await.unwrap();
+    let linux: BTreeMap<String, String> = [("os".to_owned(), "linux".to_owned())].into();
+    let mac: BTreeMap<String, String> = [("os".to_owned(), "macos".to_owned())].into();
+    let agent = |org: &'static str, project: &'static str, labels| AgentScope {
+        agent_id: "agent-1",
+        org_id: org,
+        project_id: project,
+        labels,
+    };
+    for (who, why) in [
+        (agent("org-a", "project-2", &linux), "another project"),
+        (agent("org-b", "", &linux), "another organization"),
+        (agent("org-a", "", &mac), "missing label"),
+    ] {
+        assert!(engine.claim(&who, 10).await.unwrap().is_empty(), "{why}");
+    }
+    let taken = engine.claim(&agent("org-a", "", &linux), 10).await.unwrap();
+    assert_eq!(taken.len(), 1, "an org-wide agent with the label takes it");
 }

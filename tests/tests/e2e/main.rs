@@ -11,4 +11,5 @@ mod migrations;
 mod outbox;
 mod pipeline;
 mod processes;
+mod runs;
 mod suites;

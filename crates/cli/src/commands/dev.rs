@@ -84,6 +84,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
                 return Err(error);
             }
         };
+    // One local agent, so runs started here run here. The bootstrap credential is a platform
+    // admin, which the scheduler accepts from agents.
+    let scheduler_url = services
+        .iter()
+        .find(|s| s.service == "scheduler")
+        .map(|s| format!("http://{}", s.grpc_addr))
+        .unwrap_or_default();
+    let mut agent =
+        switchyard_agent::AgentConfig::new(&scheduler_url, &bootstrap, &data_dir.join("agent"));
+    agent.name = "dev-agent".into();
+    agent.shutdown_grace = std::time::Duration::from_secs(10);
+    let agent_capacity = agent.capacity;
+    let agent = tokio::spawn(switchyard_agent::run(agent, shutdown.clone()));
     println!("\nSwitchyard dev is running. Data: {}", data_dir.display());
     for service in &services {
         println!(
@@ -95,6 +108,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         "  {:<14} http://{}  (OpenAPI: /api/v1/openapi.json)",
         "gateway", gateway.addr
     );
+    println!(
+        "  {:<14} runs up to {agent_capacity} tasks at once, work in {}",
+        "agent",
+        data_dir.join("agent").display()
+    );
     println!("\nTry it:");
     println!("  export SWITCHYARD_URL=http://{}", gateway.addr);
     println!("  export SWITCHYARD_TOKEN={bootstrap}");
@@ -104,6 +122,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     println!("Health: /healthz and /readyz on the gateway. Press Ctrl-C to stop.\n");
 
     let mut failed = false;
+    match agent.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            eprintln!("switchyard dev: agent: {error}");
+            failed = true;
+        }
+        Err(error) => {
+            eprintln!("switchyard dev: agent: {error}");
+            failed = true;
+        }
+    }
     if let Err(error) = gateway.wait().await {
         eprintln!("switchyard dev: {error}");
         failed = true;
@@ -190,6 +219,9 @@ async fn start_all(
             metrics: metrics.clone(),
             database: sqlite(dir, "scheduler"),
             outbox: outbox.clone(),
+            control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
             ..Default::default()
         },
         shutdown.clone(),

@@ -154,6 +154,7 @@ impl RunService for ControlPlaneApi {
             environment: variables,
             priority: 0,
             deadline: None,
+            org_id: run.org_id.clone(),
         };
         let event = outbox::event(SERVICE, Payload::RunRequested(requested));
         outbox::enqueue(&txn, destination::SCHEDULER, &[event])

@@ -41,6 +41,9 @@ impl Default for Settings {
 pub struct Engine {
     pub db: DatabaseConnection,
     pub settings: Settings,
+    /// Woken after every commit that may have made tasks ready, so long-polling agents on
+    /// this replica claim at once instead of at their next poll.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// How an attempt ended, as the agent reports it.
@@ -57,6 +60,16 @@ pub struct Completion {
     pub log_tail: String,
 }
 
+/// An agent asking for work: its id, labels, and the tenancy its token allows (empty org
+/// and project: a platform agent, which takes any task).
+#[derive(Debug, Clone, Copy)]
+pub struct AgentScope<'a> {
+    pub agent_id: &'a str,
+    pub org_id: &'a str,
+    pub project_id: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
 /// What a heartbeat found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Beat {
@@ -70,7 +83,11 @@ pub struct Beat {
 
 impl Engine {
     pub fn new(db: DatabaseConnection, settings: Settings) -> Engine {
-        Engine { db, settings }
+        Engine {
+            db,
+            settings,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// Takes a run from the control plane inside the caller's transaction (the one that
@@ -96,6 +113,7 @@ impl Engine {
             conn,
             run::ActiveModel {
                 id: Set(request.run_id.clone()),
+                org_id: Set(request.org_id.clone()),
                 project_id: Set(request.project_id.clone()),
                 workflow: Set(request.workflow.clone()),
                 version: Set(request.workflow_version as i32),
@@ -137,18 +155,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Leases up to `max` tasks to the agent. Runs whose first task this is become `running`.
-    pub async fn claim(
-        &self,
-        agent_id: &str,
-        labels: &BTreeMap<String, String>,
-        max: u32,
-    ) -> Result<Vec<task::Model>> {
+    /// Leases up to `max` tasks of the agent's tenancy to it. Runs whose first task this is
+    /// become `running`.
+    pub async fn claim(&self, agent: &AgentScope<'_>, max: u32) -> Result<Vec<task::Model>> {
         let txn = self.db.begin().await?;
         let now = Utc::now();
         let who = queue::Claimant {
-            agent_id,
-            labels,
+            agent_id: agent.agent_id,
+            org_id: agent.org_id,
+            project_id: agent.project_id,
+            labels: agent.labels,
             max,
             lease: self.settings.lease,
         };
@@ -230,6 +246,7 @@ impl Engine {
         };
         self.settle(&txn, task, done, failure).await?;
         txn.commit().await?;
+        self.wake.notify_waiters();
         Ok(())
     }
 
@@ -262,7 +279,39 @@ impl Engine {
             txn.commit().await?;
             swept += 1;
         }
+        if swept > 0 {
+            self.wake.notify_waiters();
+        }
         Ok(swept)
+    }
+
+    /// Hands leases back unrun (the agent is shutting down): the tasks are queued again at
+    /// once, at the same attempt, without counting against any budget. Returns how many.
+    pub async fn release(&self, agent_id: &str, leases: &[(String, u32)]) -> Result<u32> {
+        let txn = self.db.begin().await?;
+        let mut released = 0;
+        for (id, attempt) in leases {
+            let task = queue::lock(&txn, id).await?;
+            if task.status != TaskStatus::Leased.as_str()
+                || task.attempt != *attempt as i32
+                || task.agent_id.as_deref() != Some(agent_id)
+            {
+                continue;
+            }
+            let mut active: task::ActiveModel = task.into();
+            active.status = Set(TaskStatus::Queued.as_str().to_owned());
+            active.agent_id = Set(None);
+            active.lease_expires_at = Set(None);
+            active.started_at = Set(None);
+            active.not_before = Set(Utc::now());
+            queue::update(&txn, active).await?;
+            released += 1;
+        }
+        txn.commit().await?;
+        if released > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(released)
     }
 
     /// The common end of an attempt: success, retry, dead letter or cancellation, then the

@@ -39,6 +39,7 @@ pub fn tasks_for(run: &run::Model, node: &Node, iteration: u32) -> Vec<task::Act
         .map(|shard| task::ActiveModel {
             uuid: Set(store::new_id()),
             run_id: Set(run.id.clone()),
+            org_id: Set(run.org_id.clone()),
             project_id: Set(run.project_id.clone()),
             node: Set(node.id.clone()),
             iteration: Set(iteration as i32),

@@ -2,13 +2,16 @@
 //! are built; the operator RPCs (progress, tasks, dead letters, schedules, agents) answer
 //! UNIMPLEMENTED until their slices land (generated default stubs).
 
+mod agent_auth;
 mod sink;
+mod worker;
+
+pub use agent_auth::AgentAuth;
 
 use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryService;
 use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterService;
 use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleService;
 use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerService;
-use switchyard_proto::scheduler::v1::worker_service_server::WorkerService;
 
 use crate::engine::Engine;
 
@@ -16,11 +19,12 @@ use crate::engine::Engine;
 #[derive(Clone)]
 pub struct SchedulerApi {
     pub(crate) engine: Engine,
+    pub(crate) auth: AgentAuth,
 }
 
 impl SchedulerApi {
-    pub fn new(engine: Engine) -> SchedulerApi {
-        SchedulerApi { engine }
+    pub fn new(engine: Engine, auth: AgentAuth) -> SchedulerApi {
+        SchedulerApi { engine, auth }
     }
 }
 
@@ -32,5 +36,3 @@ impl DeadLetterService for SchedulerApi {}
 impl ScheduleService for SchedulerApi {}
 #[tonic::async_trait]
 impl AgentRegistryService for SchedulerApi {}
-#[tonic::async_trait]
-impl WorkerService for SchedulerApi {}

@@ -69,6 +69,9 @@ impl EventSink for SchedulerApi {
             }
         }
         txn.commit().await.map_err(Error::from)?;
+        if accepted > 0 {
+            self.engine.wake.notify_waiters();
+        }
         Ok(Response::new(DeliverResponse {
             accepted,
             duplicates,

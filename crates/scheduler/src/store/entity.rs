@@ -5,6 +5,7 @@ use switchyard_runtime::entity;
 entity!(run, "runs", {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    pub org_id: String,
     pub project_id: String,
     pub workflow: String,
     pub version: i32,
@@ -41,6 +42,7 @@ entity!(task, "tasks", {
     pub id: i64,
     pub uuid: String,
     pub run_id: String,
+    pub org_id: String,
     pub project_id: String,
     pub node: String,
     pub iteration: i32,

@@ -1,6 +1,7 @@
 //! The only place SQL lives: sea-orm entities and the queries over them. Functions take any
 //! connection, so the engine composes them inside one transaction with the events they cause.
 
+pub mod agents;
 pub mod entity;
 pub mod queue;
 pub mod runs;

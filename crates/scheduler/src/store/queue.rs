@@ -33,6 +33,9 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, tasks: Vec<task::ActiveModel>)
 #[derive(Debug, Clone)]
 pub struct Claimant<'a> {
     pub agent_id: &'a str,
+    /// Only tasks of this organization / project; empty for any (platform agents).
+    pub org_id: &'a str,
+    pub project_id: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub max: u32,
     pub lease: Duration,
@@ -57,6 +60,7 @@ pub async fn claim<C: ConnectionTrait>(
                        WHERE id IN (SELECT id FROM tasks \
                          WHERE status = 'queued' AND not_before <= $3 \
                            AND labels_json::jsonb <@ $4::jsonb \
+                           AND ($6 = '' OR org_id = $6) AND ($7 = '' OR project_id = $7) \
                          ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
                        RETURNING *";
             let statement = Statement::from_sql_and_values(
@@ -68,6 +72,8 @@ pub async fn claim<C: ConnectionTrait>(
                     now.into(),
                     labels.into(),
                     i64::from(who.max).into(),
+                    who.org_id.into(),
+                    who.project_id.into(),
                 ],
             );
             let mut rows = task::Model::find_by_statement(statement).all(conn).await?;
@@ -76,9 +82,16 @@ pub async fn claim<C: ConnectionTrait>(
         }
         _ => {
             // SQLite: the caller's transaction is the only writer; filter labels here.
-            let candidates = task::Entity::find()
+            let mut query = task::Entity::find()
                 .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
-                .filter(task::Column::NotBefore.lte(now))
+                .filter(task::Column::NotBefore.lte(now));
+            if !who.org_id.is_empty() {
+                query = query.filter(task::Column::OrgId.eq(who.org_id));
+            }
+            if !who.project_id.is_empty() {
+                query = query.filter(task::Column::ProjectId.eq(who.project_id));
+            }
+            let candidates = query
                 .order_by_desc(task::Column::Priority)
                 .order_by_asc(task::Column::Id)
                 .limit(u64::from(who.max) * 8)

@@ -1,0 +1,232 @@
+//! Runs end to end: a CI client through the HTTP API, the control plane, the scheduler and a
+//! real agent running real shell commands. Passing, failing, retried, timed-out and cancelled
+//! runs, with outputs, shard results and coverage coming back to the run record.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_agent::AgentConfig;
+use switchyard_runtime::shutdown::Shutdown;
+use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, eventually, spawn_api};
+
+const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
+
+struct Setup {
+    api: Api,
+    project: String,
+    ci: String,
+    agent_stop: Shutdown,
+    agent: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// A project, a CI token and an agent with a project-scoped `agents` token.
+async fn setup(db: &TestDatabase) -> Setup {
+    let api = spawn_api(db).await;
+    let org = api
+        .post("/api/v1/orgs", ADMIN, json!({"name": "runs"}))
+        .await;
+    let org = org.body["id"].as_str().unwrap().to_owned();
+    let project = api
+        .post(
+            &format!("/api/v1/orgs/{org}/projects"),
+            ADMIN,
+            json!({"name": "web"}),
+        )
+        .await;
+    let project = project.body["id"].as_str().unwrap().to_owned();
+    let token = |scopes: Value| {
+        let api = &api;
+        let project = project.clone();
+        async move {
+            let reply = api
+                .post(
+                    "/api/v1/auth/service-tokens",
+                    ADMIN,
+                    json!({"name": "t", "project_id": project, "scopes": scopes}),
+                )
+                .await;
+            reply.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let ci = token(json!(["runs:write", "workflows:write"])).await;
+    let agent_token = token(json!(["agents"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = format!("http://{}", api.cluster.scheduler.grpc_addr);
+    let mut config = AgentConfig::new(&scheduler, &agent_token, dir.path());
+    config.poll_wait = Duration::from_secs(2);
+    config.kill_grace = Duration::from_millis(200);
+    config.shutdown_grace = Duration::from_secs(2);
+    let agent_stop = Shutdown::new();
+    let stop = agent_stop.clone();
+    let agent = tokio::spawn(async move {
+        if let Err(error) = switchyard_agent::run(config, stop).await {
+            panic!("agent failed: {error}");
+        }
+    });
+    Setup {
+        api,
+        project,
+        ci,
+        agent_stop,
+        agent,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn workflow(&self, name: &str, definition: Value) {
+        let put = self
+            .api
+            .put(
+                &format!("/api/v1/projects/{}/workflows/{name}", self.project),
+                Some(&self.ci),
+                definition,
+            )
+            .await;
+        assert!(matches!(put.status, 200 | 201), "{:?}", put.body);
+    }
+
+    async fn start(&self, workflow: &str) -> String {
+        let run = self
+            .api
+            .post(
+                &format!("/api/v1/projects/{}/runs", self.project),
+                Some(&self.ci),
+                json!({"workflow": workflow, "params": {"branch": "main"}}),
+            )
+            .await;
+        assert_eq!(run.status, 201, "{:?}", run.body);
+        run.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits for the run to reach a final status and returns its record.
+    async fn finished(&self, run: &str) -> Value {
+        eventually("the run is final", Duration::from_secs(60), || async {
+            let reply = self
+                .api
+                .get(&format!("/api/v1/runs/{run}"), Some(&self.ci))
+                .await;
+            reply.body["finished_at"].is_string().then_some(reply.body)
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.agent_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.agent).await;
+        self.api.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_run_completes_with_outputs_shards_and_coverage() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    s.workflow(
+        "pipeline",
+        json!({"nodes": [
+            {"id": "build", "run": "echo built > $SWITCHYARD_ARTIFACTS/app.txt && echo '{\"built\": true}' > $SWITCHYARD_OUTPUTS"},
+            {"id": "test", "needs": ["build"], "shards": 2,
+             "run": "echo \"{\\\"passed\\\": 3, \\\"failed\\\": 0, \\\"skipped\\\": 1, \\\"coverage\\\": [{\\\"path\\\": \\\"src/a.rs\\\", \\\"covered_lines\\\": [$SWITCHYARD_SHARD_INDEX], \\\"executable_lines\\\": [0, 1, 2]}]}\" > $SWITCHYARD_RESULTS"},
+            {"id": "report", "needs": ["test"], "run": "test \"$SWITCHYARD_NODE\" = report && test \"$SWITCHYARD_SHARD_COUNT\" = 1"}]}),
+    )
+    .await;
+    let run = s.start("pipeline").await;
+    let done = s.finished(&run).await;
+    assert_eq!(done["status"], "completed", "{done:?}");
+    assert_eq!(done["final_state"]["built"], true);
+    assert_eq!(done["final_state"]["branch"], "main");
+    assert!(done["started_at"].is_string());
+    assert!(done["duration_ms"].is_u64(), "{done:?}");
+    let test_shards: Vec<&Value> = done["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["node"] == "test")
+        .collect();
+    assert_eq!(test_shards.len(), 2, "{done:?}");
+    assert!(
+        test_shards
+            .iter()
+            .all(|s| s["passed"] == 3 && s["skipped"] == 1)
+    );
+    // Shard 0 covered line 0, shard 1 line 1: two of three lines, merged.
+    assert_eq!(done["coverage"]["files"][0]["lines_covered"], 2, "{done:?}");
+    assert_eq!(done["coverage"]["total_percent"], 66.67);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_retries_and_timeouts_end_runs_as_they_should() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    s.workflow(
+        "fails",
+        json!({"nodes": [{"id": "t", "run": "echo boom >&2; exit 3"},
+                                         {"id": "after", "needs": ["t"], "run": "true"}]}),
+    )
+    .await;
+    s.workflow(
+        "flaky",
+        json!({"nodes": [{"id": "t", "run": "test \"$SWITCHYARD_ATTEMPT\" -ge 2",
+                          "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20}}]}),
+    )
+    .await;
+    s.workflow(
+        "slow",
+        json!({"nodes": [{"id": "t", "run": "sleep 30", "timeout_s": 1}]}),
+    )
+    .await;
+    let (fails, flaky, slow) = (
+        s.start("fails").await,
+        s.start("flaky").await,
+        s.start("slow").await,
+    );
+    let failed = s.finished(&fails).await;
+    assert_eq!(failed["status"], "failed", "{failed:?}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains('t'),
+        "{failed:?}"
+    );
+    let retried = s.finished(&flaky).await;
+    assert_eq!(retried["status"], "completed", "{retried:?}");
+    let timed_out = s.finished(&slow).await;
+    assert_eq!(timed_out["status"], "failed", "{timed_out:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_a_running_run_stops_its_process() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    let marker = s._dir.path().join("pid");
+    s.workflow(
+        "long",
+        json!({"nodes": [{"id": "t", "run": format!("echo $$ > {} && sleep 60", marker.display())}]}),
+    )
+    .await;
+    let run = s.start("long").await;
+    let pid: i32 = eventually("the task is running", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .await;
+    let cancel = s
+        .api
+        .post(
+            &format!("/api/v1/runs/{run}/cancel"),
+            Some(&s.ci),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancel.status, 202, "{:?}", cancel.body);
+    let done = s.finished(&run).await;
+    assert_eq!(done["status"], "cancelled", "{done:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the task's shell {pid} is gone"
+    );
+    s.stop().await;
+}
