@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::{self, CallContext, Denial, Scope, Tenant};
 use switchyard_runtime::cache::Cache;
@@ -145,7 +145,7 @@ impl State {
     ) {
         let action = fact.action;
         let recorded = async {
-            let txn = self.db.begin().await?;
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
             audit(&txn, ctx, fact, details).await?;
             txn.commit().await?;
             Ok::<_, Error>(())

@@ -10,6 +10,9 @@ use switchyard_proto::controlplane::v1::run_service_client::RunServiceClient;
 use switchyard_proto::controlplane::v1::suite_service_client::SuiteServiceClient;
 use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient;
 use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
+use switchyard_proto::scheduler::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use switchyard_proto::scheduler::v1::dead_letter_service_client::DeadLetterServiceClient;
+use switchyard_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
 use switchyard_runtime::auth::CallContext;
 use switchyard_runtime::grpc::{GrpcChannel, channel};
 
@@ -55,6 +58,15 @@ impl Upstreams {
     }
     pub fn datasets(&self) -> DatasetServiceClient<GrpcChannel> {
         DatasetServiceClient::new(self.control_plane.clone())
+    }
+    pub fn scheduler(&self) -> SchedulerServiceClient<GrpcChannel> {
+        SchedulerServiceClient::new(self.scheduler.clone())
+    }
+    pub fn dead_letters(&self) -> DeadLetterServiceClient<GrpcChannel> {
+        DeadLetterServiceClient::new(self.scheduler.clone())
+    }
+    pub fn agents(&self) -> AgentRegistryServiceClient<GrpcChannel> {
+        AgentRegistryServiceClient::new(self.scheduler.clone())
     }
     pub fn audit(&self) -> AuditServiceClient<GrpcChannel> {
         AuditServiceClient::new(self.audit.clone())

@@ -147,6 +147,21 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so the busy timeout applies: a deferred transaction that reads and
+/// then writes fails at once with `SQLITE_BUSY` when another writer committed in between.
+/// On PostgreSQL it is a plain `BEGIN`.
+pub async fn write_txn(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// A plain sea-orm entity (no relations: services check ownership themselves) in a module of
 /// its own: `entity!(task, "tasks", { #[sea_orm(primary_key)] pub id: i64, ... });`. The
 /// calling crate depends on sea-orm.

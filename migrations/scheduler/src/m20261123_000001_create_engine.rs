@@ -67,6 +67,7 @@ enum Tasks {
     ShardIndex,
     ShardCount,
     Attempt,
+    AttemptBase,
     InfraLosses,
     Status,
     Priority,
@@ -188,6 +189,8 @@ impl MigrationTrait for Migration {
                     .col(integer(Tasks::ShardCount))
                     // Also the lease's fencing token.
                     .col(integer(Tasks::Attempt))
+                    // Attempts before the last dead-letter replay: a replay gives a fresh budget.
+                    .col(integer(Tasks::AttemptBase))
                     .col(integer(Tasks::InfraLosses))
                     .col(text(Tasks::Status))
                     .col(integer(Tasks::Priority))

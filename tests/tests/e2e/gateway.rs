@@ -124,7 +124,9 @@ async fn ci_client_flow(db: TestDatabase) {
     .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.body["params"]["branch"], "main");
-    assert_eq!(got.body["tasks"]["total"], 0);
+    // No agent here: the first node's task waits in the queue.
+    assert_eq!(got.body["tasks"]["total"], 1, "{:?}", got.body);
+    assert_eq!(got.body["tasks"]["queued"], 1);
     assert!(got.header("x-request-id").is_some_and(|id| !id.is_empty()));
     let echoed = api
         .send(

@@ -230,3 +230,107 @@ async fn cancelling_a_running_run_stops_its_process() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_is_replayed_and_its_run_resumes() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    let marker = s._dir.path().join("fixed");
+    s.workflow(
+        "gate",
+        json!({"nodes": [{"id": "check", "run": format!("test -f {}", marker.display())},
+                         {"id": "after", "needs": ["check"], "run": "true"}]}),
+    )
+    .await;
+    s.workflow(
+        "partial",
+        json!({"nodes": [{"id": "t", "shards": 2, "allow_partial": true,
+                          "run": "test \"$SWITCHYARD_SHARD_INDEX\" = 0"}]}),
+    )
+    .await;
+    let partial = s.start("partial").await;
+    let run = s.start("gate").await;
+    let failed = s.finished(&run).await;
+    assert_eq!(failed["status"], "failed", "{failed:?}");
+    assert_eq!(failed["tasks"]["dead"], 1, "{failed:?}");
+    let partial = s.finished(&partial).await;
+    assert_eq!(partial["status"], "partial_failed", "{partial:?}");
+
+    let ci = Some(s.ci.as_str());
+    let letters = s
+        .api
+        .get(&format!("/api/v1/monitoring/dead-letter?run_id={run}"), ci)
+        .await;
+    assert_eq!(letters.status, 200, "{:?}", letters.body);
+    let letter = &letters.body["items"][0];
+    assert_eq!(letter["task"]["node"], "check");
+    assert!(
+        letter["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 1"),
+        "{letter:?}"
+    );
+    let id = letter["id"].as_str().unwrap().to_owned();
+
+    std::fs::write(&marker, "").unwrap();
+    let retry = s
+        .api
+        .post(
+            &format!("/api/v1/monitoring/dead-letter/{id}/retry"),
+            ci,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (retry.status, &retry.body["retried"]),
+        (202, &json!(1)),
+        "{:?}",
+        retry.body
+    );
+    let resumed = eventually(
+        "the run resumed and completed",
+        Duration::from_secs(60),
+        || async {
+            let reply = s.api.get(&format!("/api/v1/runs/{run}"), ci).await;
+            (reply.body["status"] == "completed").then_some(reply.body)
+        },
+    )
+    .await;
+    assert_eq!(resumed["tasks"]["succeeded"], 2, "{resumed:?}");
+    let tasks = s.api.get(&format!("/api/v1/runs/{run}/tasks"), ci).await;
+    let check = &tasks.body["items"][0];
+    assert_eq!(
+        (
+            check["node"].as_str(),
+            check["attempt"].as_u64(),
+            check["status"].as_str()
+        ),
+        (Some("check"), Some(2), Some("succeeded")),
+        "{:?}",
+        tasks.body
+    );
+    let again = s
+        .api
+        .post(
+            &format!("/api/v1/monitoring/dead-letter/{id}/retry"),
+            ci,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        again.status, 404,
+        "a replayed letter is gone: {:?}",
+        again.body
+    );
+
+    let agents = s.api.get("/api/v1/agents", ADMIN).await;
+    assert_eq!(
+        agents.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{:?}",
+        agents.body
+    );
+    assert_eq!(s.api.get("/api/v1/agents", ci).await.status, 403);
+    s.stop().await;
+}

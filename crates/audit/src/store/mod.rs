@@ -14,7 +14,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use switchyard_runtime::db::is_postgres;
 
@@ -65,7 +65,7 @@ impl AuditStore {
     /// Appends the records whose event ids are new, in order, in one transaction.
     pub async fn append(&self, records: Vec<Record>) -> Result<AppendOutcome, AuditError> {
         let _guard = self.append_lock.lock().await;
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let outcome = self.append_in(&txn, records).await?;
         txn.commit().await?;
         Ok(outcome)
@@ -232,7 +232,7 @@ impl AuditStore {
         record_of: impl FnOnce(RetentionOutcome) -> Record,
     ) -> Result<RetentionOutcome, AuditError> {
         let _guard = self.append_lock.lock().await;
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let head = lock_head(&txn).await?;
         let (previous_checkpoint, _) = self.latest_checkpoint(&txn).await?;
         // Records are deleted only as a prefix of the chain, so verification can start at one

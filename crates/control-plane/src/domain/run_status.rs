@@ -84,6 +84,8 @@ impl RunStatus {
             (Queued | Provisioning | Running | Reporting, Cancelled | TimedOut | InfraFailed) => {
                 true
             }
+            // Replaying a dead letter resumes a run that ended because of it.
+            (Failed | PartialFailed, Running) => true,
             _ => false,
         };
         if legal {
@@ -138,6 +140,8 @@ mod tests {
         (Reporting, Cancelled),
         (Reporting, TimedOut),
         (Reporting, InfraFailed),
+        (Failed, Running),
+        (PartialFailed, Running),
     ];
 
     #[test]
@@ -157,8 +161,12 @@ mod tests {
     }
 
     #[test]
-    fn final_statuses_have_no_way_out() {
-        for from in RunStatus::ALL.into_iter().filter(|s| s.is_final()) {
+    fn final_statuses_have_no_way_out_but_a_replay() {
+        let resumable = [Failed, PartialFailed];
+        for from in RunStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final() && !resumable.contains(s))
+        {
             assert!(
                 RunStatus::ALL
                     .iter()

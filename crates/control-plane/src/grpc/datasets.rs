@@ -1,7 +1,6 @@
 //! DatasetService: datasets, their versions and expectations, and the health check that the
 //! run gate (see [`ControlPlaneApi::dataset_gate`]) relies on.
 
-use sea_orm::TransactionTrait;
 use switchyard_proto::controlplane::v1::dataset_service_server::DatasetService;
 use switchyard_proto::controlplane::v1::{self as pb, *};
 use switchyard_proto::events::v1::Outcome;
@@ -40,7 +39,9 @@ impl DatasetService for ControlPlaneApi {
             .await?;
         names::check("dataset name", &req.name)
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let dataset = store::datasets::create(&txn, &project.id, &req.name).await?;
         let fact = success(
             "dataset.created",
@@ -98,7 +99,9 @@ impl DatasetService for ControlPlaneApi {
             .check(&req.location)
             .map_err(|m| Error::invalid("location", "invalid_location", m))?;
         let state = &self.state;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let version =
             store::datasets::create_version(&txn, &dataset.id, label, &req.location, format)
                 .await?;
@@ -164,7 +167,9 @@ impl DatasetService for ControlPlaneApi {
             .into());
         }
         let state = &self.state;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let dataset = store::datasets::put_expectations(&txn, dataset, &list).await?;
         let fact = success(
             "dataset.expectations_put",

@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use sea_orm::TransactionTrait;
 use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::controlplane::v1::identity_service_server::IdentityService;
 use switchyard_proto::controlplane::v1::*;
@@ -57,7 +56,9 @@ impl IdentityService for ControlPlaneApi {
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(Error::Internal)?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let user = store::identity::create_user(
             &txn,
             &org.id,
@@ -109,7 +110,9 @@ impl IdentityService for ControlPlaneApi {
             .signer
             .issue(&user.id, &user.org_id)
             .map_err(Error::Internal)?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let fact = success("auth.login", "user", &user.id, &user.org_id, "");
         let mut as_user = ctx.clone();
         as_user.principal = Some(user_principal(&user, None));
@@ -167,7 +170,9 @@ impl IdentityService for ControlPlaneApi {
         let org = org_id.unwrap_or_default();
         let project = project_id.unwrap_or_default();
         let creator = ctx.actor();
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let token = store::identity::create_token(
             &txn,
             NewToken {
@@ -273,7 +278,9 @@ impl IdentityService for ControlPlaneApi {
             };
             state.require(&ctx, Scope::Admin, tenant, attempt).await?;
         }
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let revoked = store::identity::revoke_token(&txn, &token.id).await?;
         if revoked {
             let fact = success(

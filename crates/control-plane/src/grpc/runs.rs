@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, TransactionTrait};
+use sea_orm::ActiveValue::Set;
 use switchyard_proto::controlplane::v1::run_service_server::RunService;
 use switchyard_proto::controlplane::v1::*;
 use switchyard_proto::events::v1::{RunCancelRequested, RunRequested, event::Payload};
@@ -113,7 +113,9 @@ impl RunService for ControlPlaneApi {
             .as_ref()
             .and_then(|e| serde_json::from_str(&e.variables_json).ok())
             .unwrap_or_default();
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let run = match store::runs::insert(&txn, model).await {
             Ok(run) => run,
             Err(Error::Database(e))
@@ -245,18 +247,12 @@ impl RunService for ControlPlaneApi {
         let mut active: run::ActiveModel = current.clone().into();
         active.cancel_requested_at = Set(Some(now));
         active.updated_at = Set(now);
-        // A queued run has no tasks yet: it ends here. Otherwise the scheduler stops the
-        // tasks and reports `cancelled` through the state machine.
-        if status == RunStatus::Queued {
-            let next = status
-                .transition(RunStatus::Cancelled)
-                .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
-            active.status = Set(next.as_str().to_owned());
-            active.finished_at = Set(Some(now));
-            active.reason = Set(reason.clone());
-            active.final_state_json = Set(current.current_state_json.clone());
-        }
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        // The scheduler stops the tasks and reports `cancelled` through the state machine.
+        // Even a run still `queued` here may already be running there (its reports travel
+        // through the outbox), so the control plane never ends a run on its own.
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let run = store::runs::update(&txn, active).await?;
         let fact = success(
             "run.cancel_requested",

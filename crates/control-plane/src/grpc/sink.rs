@@ -3,7 +3,7 @@
 //! audited in that transaction, as the scheduler's doing.
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, TransactionTrait};
+use sea_orm::ActiveValue::Set;
 use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_proto::events::v1::{
@@ -26,7 +26,9 @@ impl EventSink for ControlPlaneApi {
         request: Request<DeliverRequest>,
     ) -> Result<Response<DeliverResponse>, Status> {
         let events = request.into_inner().events;
-        let txn = self.state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&self.state.db)
+            .await
+            .map_err(Error::from)?;
         let (mut accepted, mut duplicates) = (0, 0);
         for event in &events {
             if event.id.is_empty() {
@@ -98,6 +100,12 @@ async fn apply<C: sea_orm::ConnectionTrait>(
     }
     if !change.coverage_json.is_empty() {
         active.coverage_json = Set(change.coverage_json.clone());
+    }
+    if from.is_final() {
+        // Resumed by a dead-letter replay: the run is open again.
+        active.finished_at = Set(None);
+        active.final_state_json = Set(String::new());
+        active.reason = Set(String::new());
     }
     if to.is_final() {
         active.finished_at = Set(Some(now));

@@ -1,6 +1,5 @@
 //! SuiteService: suites (with their dataset gate) and BDD ingestion of Gherkin files.
 
-use sea_orm::TransactionTrait;
 use sha2::Digest as _;
 use switchyard_proto::controlplane::v1::suite_service_server::SuiteService;
 use switchyard_proto::controlplane::v1::*;
@@ -39,7 +38,9 @@ impl SuiteService for ControlPlaneApi {
             .await?;
         names::check("suite name", &req.name)
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let (suite, changed) =
             store::suites::put_suite(&txn, &project.id, &req.name, req.require_dataset_health)
                 .await?;
@@ -106,7 +107,9 @@ impl SuiteService for ControlPlaneApi {
             .map_err(|m| Error::invalid("suite", "invalid_name", m))?;
         // Every file is parsed before anything is written: one bad file stores nothing.
         let parsed = parse_all(&req.files)?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let suite = match store::suites::find_suite(&txn, &project.id, suite_name).await? {
             Some(suite) => suite,
             None => {

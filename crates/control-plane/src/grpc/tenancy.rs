@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::TransactionTrait;
 use switchyard_proto::controlplane::v1::tenancy_service_server::TenancyService;
 use switchyard_proto::controlplane::v1::*;
 use switchyard_runtime::auth::{Denial, Scope, Tenant};
@@ -30,7 +29,9 @@ impl TenancyService for ControlPlaneApi {
             .await?;
         names::check("organization name", &req.name)
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let org = store::tenancy::create_org(&txn, &req.name).await?;
         let fact = success("organization.created", "organization", &org.id, &org.id, "");
         audit(&txn, &ctx, fact, &serde_json::json!({ "name": org.name })).await?;
@@ -98,7 +99,9 @@ impl TenancyService for ControlPlaneApi {
             .await?;
         names::check("project name", &req.name)
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let project = store::tenancy::create_project(&txn, &org.id, &req.name).await?;
         let fact = success(
             "project.created",
@@ -208,7 +211,9 @@ impl TenancyService for ControlPlaneApi {
         let variables: BTreeMap<_, _> = req.variables.into_iter().collect();
         let variables_json =
             serde_json::to_string(&variables).map_err(|e| Error::Internal(e.to_string()))?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let (environment, created) = store::tenancy::put_environment(
             &txn,
             &project.id,

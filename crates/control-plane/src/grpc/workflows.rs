@@ -1,6 +1,5 @@
 //! WorkflowService: versioned definitions, validated with every problem listed.
 
-use sea_orm::TransactionTrait;
 use switchyard_proto::controlplane::v1::workflow_service_server::WorkflowService;
 use switchyard_proto::controlplane::v1::*;
 use switchyard_runtime::auth::Scope;
@@ -37,7 +36,9 @@ impl WorkflowService for ControlPlaneApi {
             .map_err(|m| Error::invalid("name", "invalid_name", m))?;
         let parsed = parse_definition(&req)?;
         let digest = parsed.definition.digest();
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let (versioned, created) = store::workflows::put(
             &txn,
             &project.id,
@@ -132,7 +133,9 @@ impl WorkflowService for ControlPlaneApi {
                 Attempt::new("workflow.delete", "workflow", &req.name),
             )
             .await?;
-        let txn = state.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
         let workflow = store::workflows::delete(&txn, &project.id, &req.name).await?;
         let fact = success(
             "workflow.deleted",

@@ -5,6 +5,7 @@
 mod audit;
 mod common;
 mod datasets;
+mod engine;
 mod environments;
 mod health;
 mod runs;
@@ -77,6 +78,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::create_run, runs::list_runs))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(engine::list_tasks))
+        .routes(routes!(engine::list_agents))
+        .routes(routes!(engine::list_dead_letters))
+        .routes(routes!(engine::retry_dead_letter))
+        .routes(routes!(engine::retry_dead_letters))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
@@ -131,6 +137,10 @@ mod tests {
             ("/api/v1/projects/{project_id}/runs", "get"),
             ("/api/v1/runs/{run_id}", "get"),
             ("/api/v1/runs/{run_id}/cancel", "post"),
+            ("/api/v1/runs/{run_id}/tasks", "get"),
+            ("/api/v1/agents", "get"),
+            ("/api/v1/monitoring/dead-letter", "get"),
+            ("/api/v1/monitoring/dead-letter/{id}/retry", "post"),
             ("/api/v1/projects/{project_id}/features", "post"),
             ("/api/v1/projects/{project_id}/features", "get"),
             ("/api/v1/projects/{project_id}/suites/{name}", "put"),

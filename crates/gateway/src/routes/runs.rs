@@ -29,7 +29,7 @@ pub struct CreateRun {
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct TaskCounts {
     pub total: u32,
     pub queued: u32,
@@ -234,7 +234,34 @@ pub async fn get_run(
         .into_inner()
         .run;
     let run = run.ok_or_else(|| ApiError::not_found("run"))?;
-    Ok(axum::Json(run.into()))
+    let mut run: Run = run.into();
+    run.tasks = progress(&state, &caller, &run.id).await?;
+    Ok(axum::Json(run))
+}
+
+/// The run's task counts, from the scheduler. A run the scheduler has not taken yet has none.
+async fn progress(state: &AppState, caller: &Caller, run_id: &str) -> ApiResult<TaskCounts> {
+    let request = state.upstreams.request(
+        &caller.0,
+        switchyard_proto::scheduler::v1::GetRunProgressRequest {
+            run_id: run_id.to_owned(),
+        },
+    );
+    match state.upstreams.scheduler().get_run_progress(request).await {
+        Ok(answer) => {
+            let p = answer.into_inner();
+            Ok(TaskCounts {
+                total: p.total,
+                queued: p.queued,
+                running: p.running,
+                succeeded: p.succeeded,
+                failed: p.failed,
+                dead: p.dead,
+            })
+        }
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(TaskCounts::default()),
+        Err(status) => Err(status.into()),
+    }
 }
 
 /// A project's runs, newest first.

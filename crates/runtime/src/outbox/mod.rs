@@ -131,10 +131,9 @@ pub async fn record_started(
     service: &str,
     instance_id: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::TransactionTrait;
     let details =
         serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "instance": instance_id });
-    let txn = db.begin().await?;
+    let txn = crate::db::write_txn(db).await?;
     enqueue_audit(
         &txn,
         service,

@@ -14,7 +14,7 @@ use rand::Rng;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
 use switchyard_proto::events::v1::{DeliverRequest, Event};
@@ -119,7 +119,7 @@ impl Relay {
     /// Delivers at most one batch. Returns how many events were delivered.
     pub async fn deliver_batch(&mut self) -> Result<usize, RelayError> {
         if is_postgres(&self.db) {
-            let txn = self.db.begin().await?;
+            let txn = crate::db::write_txn(&self.db).await?;
             let rows = self.pending(&txn, true).await?;
             let delivered = self.deliver_rows(&txn, rows).await;
             // Commit either way: marks on success, the failed attempt's counter otherwise.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Set, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Set};
 use switchyard_proto::events::v1::RunRequested;
 
 use crate::domain::graph::Graph;
@@ -158,7 +158,7 @@ impl Engine {
     /// Leases up to `max` tasks of the agent's tenancy to it. Runs whose first task this is
     /// become `running`.
     pub async fn claim(&self, agent: &AgentScope<'_>, max: u32) -> Result<Vec<task::Model>> {
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let now = Utc::now();
         let who = queue::Claimant {
             agent_id: agent.agent_id,
@@ -189,7 +189,7 @@ impl Engine {
 
     /// Extends the agent's leases and tells it which to stop.
     pub async fn heartbeat(&self, agent_id: &str, leases: &[(String, u32)]) -> Result<Beat> {
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let expires =
             Utc::now() + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let wanted: Vec<(String, i32)> = leases
@@ -220,7 +220,7 @@ impl Engine {
     /// Applies a completion. A stale fencing token, or a task not leased to this agent, is
     /// refused with `FailedPrecondition` and changes nothing.
     pub async fn complete(&self, done: Completion) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let task = queue::lock(&txn, &done.task_id).await?;
         if task.status != TaskStatus::Leased.as_str()
             || task.attempt != done.attempt as i32
@@ -258,7 +258,7 @@ impl Engine {
         let candidates = queue::expired(&self.db, now, 500).await?;
         let mut swept = 0;
         for seen in candidates {
-            let txn = self.db.begin().await?;
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
             let task = queue::lock(&txn, &seen.uuid).await?;
             let still_expired = task.status == TaskStatus::Leased.as_str()
                 && task.attempt == seen.attempt
@@ -288,7 +288,7 @@ impl Engine {
     /// Hands leases back unrun (the agent is shutting down): the tasks are queued again at
     /// once, at the same attempt, without counting against any budget. Returns how many.
     pub async fn release(&self, agent_id: &str, leases: &[(String, u32)]) -> Result<u32> {
-        let txn = self.db.begin().await?;
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let mut released = 0;
         for (id, attempt) in leases {
             let task = queue::lock(&txn, id).await?;
@@ -312,6 +312,114 @@ impl Engine {
             self.wake.notify_waiters();
         }
         Ok(released)
+    }
+
+    /// Replays dead letters: each task goes back to the queue with a fresh attempt budget,
+    /// its node counts it as unfinished again, nodes skipped behind it wait again, and a run
+    /// that had ended because of it resumes (`running`). Each replay is audited in its
+    /// transaction. Returns how many were replayed.
+    pub async fn replay(
+        &self,
+        ctx: &switchyard_runtime::auth::CallContext,
+        letters: &[dead_letter::Model],
+    ) -> Result<u32> {
+        use crate::domain::graph::NodeStatus;
+        let mut replayed = 0;
+        for letter in letters {
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+            let mut run = runs::lock(&txn, &letter.run_id).await?;
+            if run.cancel_requested {
+                txn.rollback().await?;
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} was cancelled; its dead letters cannot be replayed",
+                    run.id
+                )));
+            }
+            let task = queue::lock_by_id(&txn, letter.task_id).await?;
+            if task.status != TaskStatus::Dead.as_str() {
+                txn.rollback().await?;
+                continue;
+            }
+            let now = Utc::now();
+            let next = task.attempt + 1;
+            let mut active: task::ActiveModel = task.clone().into();
+            active.status = Set(TaskStatus::Queued.as_str().to_owned());
+            active.attempt = Set(next);
+            active.attempt_base = Set(task.attempt);
+            active.infra_losses = Set(0);
+            active.agent_id = Set(None);
+            active.lease_expires_at = Set(None);
+            active.started_at = Set(None);
+            active.finished_at = Set(None);
+            active.not_before = Set(now);
+            queue::update(&txn, active).await?;
+            let mut letter_row: dead_letter::ActiveModel = letter.clone().into();
+            letter_row.replayed_at = Set(Some(now));
+            sea_orm::ActiveModelTrait::update(letter_row, &txn).await?;
+            let mut nodes = runs::nodes(&txn, &run.id).await?;
+            for (id, node) in std::mem::take(&mut nodes) {
+                let row = if id == task.node {
+                    let failed = (node.failed - 1).max(0);
+                    runs::save_node(&txn, node, |n| {
+                        n.failed = Set(failed);
+                        n.status = Set(NodeStatus::Running.as_str().to_owned());
+                    })
+                    .await?
+                } else if node.status == NodeStatus::Skipped.as_str() {
+                    runs::save_node(&txn, node, |n| {
+                        n.status = Set(NodeStatus::Pending.as_str().to_owned());
+                    })
+                    .await?
+                } else {
+                    node
+                };
+                nodes.insert(id, row);
+            }
+            if run.finished_at.is_some() {
+                let mut r: run::ActiveModel = run.clone().into();
+                r.status = Set("running".into());
+                r.finished_at = Set(None);
+                r.reason = Set(String::new());
+                r.updated_at = Set(now);
+                run = runs::update(&txn, r).await?;
+                progress::emit(
+                    &txn,
+                    &run,
+                    "running",
+                    "resumed by dead-letter replay",
+                    "",
+                    "",
+                )
+                .await?;
+            }
+            let fact = switchyard_runtime::outbox::AuditFact {
+                action: "dead_letter.retried",
+                resource_type: "task",
+                resource_id: &task.uuid,
+                org_id: &run.org_id,
+                project_id: &run.project_id,
+                outcome: switchyard_proto::events::v1::Outcome::Success,
+            };
+            let details = serde_json::json!({
+                "dead_letter_id": letter.id,
+                "run_id": run.id,
+                "node": task.node,
+                "attempt": next,
+            });
+            switchyard_runtime::outbox::enqueue_audit(
+                &txn,
+                crate::SERVICE,
+                switchyard_runtime::outbox::request_record(ctx, fact, &details),
+            )
+            .await?;
+            txn.commit().await?;
+            replayed += 1;
+            tracing::info!(task_id = %task.uuid, run_id = %run.id, "dead letter replayed");
+        }
+        if replayed > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(replayed)
     }
 
     /// The common end of an attempt: success, retry, dead letter or cancellation, then the
@@ -361,10 +469,11 @@ impl Engine {
             }
             Some(failure) => {
                 let node = graph.node(&node_id);
+                // Attempts since the last replay count against the budget.
                 let decision = retry::decide(
                     node.and_then(|n| n.retry.as_ref()),
                     self.settings.budget,
-                    task.attempt as u32,
+                    (task.attempt - task.attempt_base).max(1) as u32,
                     task.infra_losses as u32,
                     failure,
                     rand::random::<f64>(),
@@ -382,9 +491,10 @@ impl Engine {
                 };
                 active.error = Set(error.clone());
                 match decision {
-                    Decision::Retry { attempt, backoff } => {
+                    Decision::Retry { backoff, .. } => {
+                        let attempt = task.attempt + 1;
                         active.status = Set(TaskStatus::Queued.as_str().to_owned());
-                        active.attempt = Set(attempt as i32);
+                        active.attempt = Set(attempt);
                         active.agent_id = Set(None);
                         active.lease_expires_at = Set(None);
                         active.not_before =

@@ -46,6 +46,7 @@ pub fn tasks_for(run: &run::Model, node: &Node, iteration: u32) -> Vec<task::Act
             shard_index: Set(shard as i32),
             shard_count: Set(shards as i32),
             attempt: Set(1),
+            attempt_base: Set(0),
             infra_losses: Set(0),
             status: Set(TaskStatus::Queued.as_str().to_owned()),
             priority: Set(run.priority.saturating_add(node.priority)),

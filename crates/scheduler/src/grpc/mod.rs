@@ -3,15 +3,13 @@
 //! UNIMPLEMENTED until their slices land (generated default stubs).
 
 mod agent_auth;
+mod operator;
 mod sink;
 mod worker;
 
 pub use agent_auth::AgentAuth;
 
-use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryService;
-use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterService;
 use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleService;
-use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 
 use crate::engine::Engine;
 
@@ -29,10 +27,4 @@ impl SchedulerApi {
 }
 
 #[tonic::async_trait]
-impl SchedulerService for SchedulerApi {}
-#[tonic::async_trait]
-impl DeadLetterService for SchedulerApi {}
-#[tonic::async_trait]
 impl ScheduleService for SchedulerApi {}
-#[tonic::async_trait]
-impl AgentRegistryService for SchedulerApi {}

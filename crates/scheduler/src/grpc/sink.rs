@@ -1,7 +1,6 @@
 //! What the scheduler consumes: runs to start and cancellations from the control plane. A
 //! batch is applied in one transaction, each event once (the inbox remembers its id).
 
-use sea_orm::TransactionTrait;
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_proto::events::v1::{
     DeliverRequest, DeliverResponse, RunStatusChanged, event::Payload,
@@ -22,7 +21,9 @@ impl EventSink for SchedulerApi {
         request: Request<DeliverRequest>,
     ) -> Result<Response<DeliverResponse>, Status> {
         let events = request.into_inner().events;
-        let txn = self.engine.db.begin().await.map_err(Error::from)?;
+        let txn = switchyard_runtime::db::write_txn(&self.engine.db)
+            .await
+            .map_err(Error::from)?;
         let (mut accepted, mut duplicates) = (0, 0);
         for event in &events {
             if event.id.is_empty() {

@@ -49,6 +49,7 @@ entity!(task, "tasks", {
     pub shard_index: i32,
     pub shard_count: i32,
     pub attempt: i32,
+    pub attempt_base: i32,
     pub infra_losses: i32,
     pub status: String,
     pub priority: i32,

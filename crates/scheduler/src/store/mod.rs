@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod entity;
+pub mod operator;
 pub mod queue;
 pub mod runs;
 

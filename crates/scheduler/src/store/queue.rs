@@ -135,6 +135,15 @@ pub async fn lock<C: ConnectionTrait>(conn: &C, uuid: &str) -> Result<task::Mode
         .ok_or_else(|| Error::NotFound(format!("task {uuid} not found")))
 }
 
+/// The task with integer id `id`, locked for the rest of the transaction.
+pub async fn lock_by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<task::Model> {
+    task::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task {id} not found")))
+}
+
 pub async fn update<C: ConnectionTrait>(conn: &C, model: task::ActiveModel) -> Result<task::Model> {
     Ok(model.update(conn).await?)
 }
