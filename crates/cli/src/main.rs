@@ -3,6 +3,7 @@
 // Printing results is this binary's job.
 #![allow(clippy::print_stdout)]
 
+mod client;
 mod commands;
 
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ use clap::{Parser, Subcommand};
     about = "Durable run orchestration for CI"
 )]
 struct Cli {
+    #[command(flatten)]
+    connection: client::http::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +30,18 @@ enum Command {
     /// Inspect the audit trail.
     #[command(subcommand)]
     Audit(commands::audit::AuditCommand),
+    /// Start, follow, read and cancel runs.
+    #[command(subcommand)]
+    Run(client::run::RunCommand),
+    /// Store workflow definitions.
+    #[command(subcommand)]
+    Workflow(client::workflow::WorkflowCommand),
+    /// Service tokens.
+    #[command(subcommand)]
+    Token(client::token::TokenCommand),
+    /// Dead letters.
+    #[command(subcommand)]
+    Dlq(client::dlq::DlqCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,11 +60,18 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Audit(command) => commands::audit::run(command).await,
+            Command::Run(command) => client::run::run(&cli.connection, command).await,
+            Command::Workflow(command) => client::workflow::run(&cli.connection, command).await,
+            Command::Token(command) => client::token::run(&cli.connection, command).await,
+            Command::Dlq(command) => client::dlq::run(&cli.connection, command).await,
         }
     });
     match result {
         Ok(code) => code,
         Err(error) => {
+            if let Some(code) = client::api_failure(&error) {
+                return code;
+            }
             eprintln!("switchyard: error: {error:#}");
             ExitCode::from(1)
         }

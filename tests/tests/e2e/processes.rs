@@ -185,6 +185,96 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(org.status().as_u16(), 201);
+    let org: serde_json::Value = org.json().await.unwrap();
+    let project: serde_json::Value = client
+        .post(format!(
+            "{url}/api/v1/orgs/{}/projects",
+            org["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "web"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project = project["id"].as_str().unwrap().to_owned();
+
+    // The CLI, as a CI job uses it, against dev's own agent: real commands run.
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(binary("switchyard"));
+        command
+            .args(args)
+            .env("SWITCHYARD_URL", &url)
+            .env("SWITCHYARD_TOKEN", &token)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        command
+    };
+    let definition = dir.path().join("hello.yaml");
+    std::fs::write(
+        &definition,
+        "nodes:\n  - id: greet\n    run: echo hello from $SWITCHYARD_NODE\n  - id: check\n    needs: [greet]\n    run: test \"$SWITCHYARD_ATTEMPT\" = 1\n",
+    )
+    .unwrap();
+    let failing = dir.path().join("broken.json");
+    std::fs::write(&failing, r#"{"nodes": [{"id": "fail", "run": "exit 7"}]}"#).unwrap();
+    for file in [&definition, &failing] {
+        let applied = cli(&["workflow", "apply", "--project", &project, "-f"])
+            .arg(file)
+            .output()
+            .await
+            .unwrap();
+        assert!(applied.status.success(), "{applied:?}");
+    }
+    let passed = cli(&[
+        "run",
+        "start",
+        "--project",
+        &project,
+        "--workflow",
+        "hello",
+        "--param",
+        "branch=main",
+        "--wait",
+    ])
+    .output()
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&passed.stdout).into_owned();
+    assert_eq!(passed.status.code(), Some(0), "{out}");
+    assert!(out.contains("completed"), "{out}");
+    let run_id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let logs = cli(&["run", "logs", &run_id]).output().await.unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(logs.contains("hello from greet"), "{logs}");
+    let failed = cli(&[
+        "run",
+        "start",
+        "--project",
+        &project,
+        "--workflow",
+        "broken",
+        "--wait",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    let refused = cli(&[
+        "run",
+        "start",
+        "--project",
+        &project,
+        "--workflow",
+        "missing",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(10), "{refused:?}");
+
     let pid = child.id().unwrap().to_string();
     Command::new("kill")
         .args(["-INT", &pid])

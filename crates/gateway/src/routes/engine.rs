@@ -267,3 +267,52 @@ pub async fn list_agents(
         .collect();
     Ok(axum::Json(List::new(items, None)))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskLog {
+    pub task_id: String,
+    pub node: String,
+    pub shard_index: u32,
+    pub attempt: u32,
+    pub status: String,
+    /// The end of the attempt's combined stdout and stderr (bounded by the agent).
+    pub log_tail: String,
+}
+
+/// The end of each task's output.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/logs", tag = "runs",
+    params(("run_id" = String, Path), PageQuery),
+    responses((status = 200, body = List<TaskLog>), (status = "4XX", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn run_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<axum::Json<List<TaskLog>>> {
+    let request = state.upstreams.request(
+        &caller.0,
+        pb::ListTasksRequest {
+            run_id,
+            page: Some(page.to_proto()),
+        },
+    );
+    let answer = match state.upstreams.scheduler().list_tasks(request).await {
+        Ok(answer) => answer.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => pb::ListTasksResponse::default(),
+        Err(status) => return Err(status.into()),
+    };
+    let items = answer
+        .tasks
+        .into_iter()
+        .map(|t| TaskLog {
+            status: task_status(t.status),
+            task_id: t.id,
+            node: t.node,
+            shard_index: t.shard_index,
+            attempt: t.attempt,
+            log_tail: t.log_tail,
+        })
+        .collect();
+    Ok(axum::Json(List::new(items, answer.page)))
+}

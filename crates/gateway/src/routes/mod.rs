@@ -79,6 +79,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(engine::list_tasks))
+        .routes(routes!(engine::run_logs))
         .routes(routes!(engine::list_agents))
         .routes(routes!(engine::list_dead_letters))
         .routes(routes!(engine::retry_dead_letter))

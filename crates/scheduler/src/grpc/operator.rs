@@ -117,6 +117,7 @@ pub fn task_message(t: &task::Model) -> Task {
         finished_at: t.finished_at.map(to_proto),
         not_before: Some(to_proto(t.not_before)),
         error: t.error.clone(),
+        log_tail: t.log_tail.clone(),
     }
 }
 
