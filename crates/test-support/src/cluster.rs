@@ -124,6 +124,12 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
             control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
                 "http://{control_plane_addr}"
             )),
+            // Short leases so a lost agent's task comes back within a test's patience.
+            engine: switchyard_scheduler::config::EngineConfig {
+                lease: Duration::from_secs(2),
+                sweep_interval: Duration::from_millis(200),
+                ..Default::default()
+            },
             ..Default::default()
         },
         Shutdown::new(),

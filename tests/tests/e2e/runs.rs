@@ -334,3 +334,76 @@ async fn a_dead_letter_is_replayed_and_its_run_resumes() {
     assert_eq!(s.api.get("/api/v1/agents", ci).await.status, 403);
     s.stop().await;
 }
+
+/// An agent process is killed mid-task (SIGKILL: no drain, no hand-back, no more
+/// heartbeats): the lease expires, another agent runs the task again, and the run completes
+/// with the lost attempt on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_of_a_killed_agent_runs_again_elsewhere() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    // The in-process agent of the setup stays out of this: stop it before the run exists.
+    s.agent_stop.cancel();
+    let marker = s._dir.path().join("first-attempt");
+    s.workflow(
+        "survivor",
+        json!({"nodes": [{"id": "t", "run": format!(
+            "if [ -f {m} ]; then exit 0; else touch {m}; sleep 60; fi", m = marker.display())}]}),
+    )
+    .await;
+    let token = |name: &'static str| {
+        let api = &s.api;
+        let project = s.project.clone();
+        async move {
+            let reply = api
+                .post(
+                    "/api/v1/auth/service-tokens",
+                    ADMIN,
+                    json!({"name": name, "project_id": project, "scopes": ["agents"]}),
+                )
+                .await;
+            reply.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let scheduler = format!("http://{}", s.api.cluster.scheduler.grpc_addr);
+    let work = tempfile::tempdir().unwrap();
+    let agent = |token: String, dir: &str| {
+        tokio::process::Command::new(switchyard_test_support::binary("switchyard-agent"))
+            .args([
+                "--scheduler",
+                &scheduler,
+                "--token",
+                &token,
+                "--capacity",
+                "1",
+                "--dir",
+            ])
+            .arg(work.path().join(dir))
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = agent(token("first").await, "first");
+    let run = s.start("survivor").await;
+    eventually(
+        "the first attempt is running",
+        Duration::from_secs(30),
+        || async { marker.exists().then_some(()) },
+    )
+    .await;
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let _second = agent(token("second").await, "second");
+    let done = s.finished(&run).await;
+    assert_eq!(done["status"], "completed", "{done:?}");
+    let tasks = s
+        .api
+        .get(&format!("/api/v1/runs/{run}/tasks"), Some(&s.ci))
+        .await;
+    assert_eq!(tasks.body["items"][0]["attempt"], 2, "{:?}", tasks.body);
+    s.stop().await;
+}

@@ -3,10 +3,11 @@
 //! locks the run it changes, applies what `domain` decides, and writes the events it causes
 //! to the outbox in the same transaction.
 
+pub mod batcher;
 pub mod progress;
 pub mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -169,22 +170,46 @@ impl Engine {
             lease: self.settings.lease,
         };
         let tasks = queue::claim(&txn, &who, now).await?;
-        let mut started: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
-        started.sort_unstable();
-        started.dedup();
-        for run_id in started {
-            let run = runs::lock(&txn, run_id).await?;
-            if run.status == "provisioning" {
-                let mut active: run::ActiveModel = run.into();
-                active.status = Set("running".into());
-                active.started_at = Set(Some(now));
-                active.updated_at = Set(now);
-                let run = runs::update(&txn, active).await?;
-                progress::emit(&txn, &run, "running", "", "", "").await?;
-            }
+        if tasks.is_empty() {
+            txn.rollback().await?;
+            return Ok(tasks);
+        }
+        let mut touched: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        // Only runs still `provisioning` change (and are locked); running ones are left alone,
+        // so claims do not queue behind completions on the run row.
+        for run in runs::start(&txn, &touched, now).await? {
+            progress::emit(&txn, &run, "running", "", "", "").await?;
         }
         txn.commit().await?;
         Ok(tasks)
+    }
+
+    /// Long-poll: leases up to `max` tasks, waiting up to `wait` for some to become ready.
+    /// Woken at once by commits on this replica that may have made tasks ready; re-checks
+    /// every `recheck` for commits elsewhere.
+    pub async fn poll(
+        &self,
+        agent: &AgentScope<'_>,
+        max: u32,
+        wait: Duration,
+        recheck: Duration,
+    ) -> Result<Vec<task::Model>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before claiming, so a commit in between is not missed.
+            let woken = self.wake.notified();
+            let tasks = self.claim(agent, max).await?;
+            let now = tokio::time::Instant::now();
+            if !tasks.is_empty() || now >= deadline || max == 0 {
+                return Ok(tasks);
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(recheck.min(deadline - now)) => {}
+            }
+        }
     }
 
     /// Extends the agent's leases and tells it which to stop.
@@ -220,34 +245,72 @@ impl Engine {
     /// Applies a completion. A stale fencing token, or a task not leased to this agent, is
     /// refused with `FailedPrecondition` and changes nothing.
     pub async fn complete(&self, done: Completion) -> Result<()> {
+        self.complete_many(vec![done])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no completion result".into())))
+    }
+
+    /// Applies many completions in one transaction (one commit for all: group commit). Each
+    /// is fenced on its own; a refused one changes nothing and does not hold the others back.
+    /// Returns one result per completion, in order.
+    pub async fn complete_many(&self, batch: Vec<Completion>) -> Result<Vec<Result<()>>> {
         let txn = switchyard_runtime::db::write_txn(&self.db).await?;
-        let task = queue::lock(&txn, &done.task_id).await?;
-        if task.status != TaskStatus::Leased.as_str()
-            || task.attempt != done.attempt as i32
-            || task.agent_id.as_deref() != Some(done.agent_id.as_str())
-        {
-            tracing::warn!(task_id = %done.task_id, attempt = done.attempt, agent_id = %done.agent_id, status = %task.status, current_attempt = task.attempt, "stale completion refused");
-            // Roll back now: a dropped transaction releases the row lock only when its
-            // connection is next used, and claims would skip the row until then.
-            txn.rollback().await?;
-            return Err(Error::FailedPrecondition(format!(
-                "task {} attempt {} is not leased to agent {} (it is {} at attempt {})",
-                done.task_id, done.attempt, done.agent_id, task.status, task.attempt
-            )));
+        let ids: Vec<String> = batch.iter().map(|d| d.task_id.clone()).collect();
+        let mut tasks: HashMap<String, task::Model> = queue::lock_many(&txn, &ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.uuid.clone(), t))
+            .collect();
+        let mut results = Vec::with_capacity(batch.len());
+        let mut by_run: BTreeMap<String, Vec<(task::Model, Completion, Option<Failure>)>> =
+            BTreeMap::new();
+        for done in batch {
+            let Some(task) = tasks.remove(&done.task_id) else {
+                results.push(Err(Error::NotFound(format!(
+                    "task {} not found",
+                    done.task_id
+                ))));
+                continue;
+            };
+            if task.status != TaskStatus::Leased.as_str()
+                || task.attempt != done.attempt as i32
+                || task.agent_id.as_deref() != Some(done.agent_id.as_str())
+            {
+                tracing::warn!(task_id = %done.task_id, attempt = done.attempt, agent_id = %done.agent_id, status = %task.status, current_attempt = task.attempt, "stale completion refused");
+                results.push(Err(Error::FailedPrecondition(format!(
+                    "task {} attempt {} is not leased to agent {} (it is {} at attempt {})",
+                    done.task_id, done.attempt, done.agent_id, task.status, task.attempt
+                ))));
+                continue;
+            }
+            let failure = if done.cancelled {
+                None
+            } else if done.timed_out {
+                Some(Failure::TimedOut)
+            } else if done.exit_code != 0 {
+                Some(Failure::Exit(done.exit_code))
+            } else {
+                None
+            };
+            results.push(Ok(()));
+            by_run
+                .entry(task.run_id.clone())
+                .or_default()
+                .push((task, done, failure));
         }
-        let failure = if done.cancelled {
-            None
-        } else if done.timed_out {
-            Some(Failure::TimedOut)
-        } else if done.exit_code != 0 {
-            Some(Failure::Exit(done.exit_code))
-        } else {
-            None
-        };
-        self.settle(&txn, task, done, failure).await?;
+        if by_run.is_empty() {
+            // Nothing to apply: roll back now, so the row locks go with it at once (a dropped
+            // transaction releases them only when its connection is next used).
+            txn.rollback().await?;
+            return Ok(results);
+        }
+        for (run_id, items) in by_run {
+            self.settle_run(&txn, &run_id, items).await?;
+        }
         txn.commit().await?;
         self.wake.notify_waiters();
-        Ok(())
+        Ok(results)
     }
 
     /// Returns expired leases to the queue (or the dead-letter queue past the platform
@@ -274,8 +337,13 @@ impl Engine {
                 ..Completion::default()
             };
             tracing::warn!(task_id = %task.uuid, attempt = task.attempt, agent_id = ?task.agent_id, "lease expired");
-            self.settle(&txn, task, done, Some(Failure::LeaseExpired))
-                .await?;
+            let run_id = task.run_id.clone();
+            self.settle_run(
+                &txn,
+                &run_id,
+                vec![(task, done, Some(Failure::LeaseExpired))],
+            )
+            .await?;
             txn.commit().await?;
             swept += 1;
         }
@@ -422,33 +490,38 @@ impl Engine {
         Ok(replayed)
     }
 
-    /// The common end of an attempt: success, retry, dead letter or cancellation, then the
-    /// run moves on.
-    async fn settle<C: ConnectionTrait>(
+    /// The end of attempts of one run: success, retry, dead letter or cancellation for each,
+    /// then the run moves on once. The run is locked, its definition read and its nodes
+    /// loaded once for the whole group.
+    async fn settle_run<C: ConnectionTrait>(
         &self,
         conn: &C,
-        task: task::Model,
-        done: Completion,
-        failure: Option<Failure>,
+        run_id: &str,
+        items: Vec<(task::Model, Completion, Option<Failure>)>,
     ) -> Result<()> {
-        let mut run = runs::lock(conn, &task.run_id).await?;
+        let mut run = runs::lock(conn, run_id).await?;
         let definition = progress::definition(&run)?;
         let graph = Graph::new(&definition);
         let mut nodes = runs::nodes(conn, &run.id).await?;
         let now = Utc::now();
-        let node_id = task.node.clone();
-        let mut active: task::ActiveModel = task.clone().into();
-        active.log_tail = Set(done.log_tail.clone());
-        active.result_json = Set(serde_json::to_string(&done.result).unwrap_or_default());
-        if done.cancelled || (run.cancel_requested && failure != Some(Failure::LeaseExpired)) {
-            active.status = Set(TaskStatus::Cancelled.as_str().to_owned());
-            active.finished_at = Set(Some(now));
-            active.exit_code = Set(Some(done.exit_code));
-            queue::update(conn, active).await?;
-            return self.maybe_cancelled(conn, &mut run).await;
-        }
-        match failure {
-            None => {
+        let mut state: Option<serde_json::Value> = None;
+        // Node → (shards succeeded, shards failed) in this group.
+        let mut tallies: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+        let mut any_cancelled = false;
+        for (task, done, failure) in items {
+            let node_id = task.node.clone();
+            let mut active: task::ActiveModel = task.clone().into();
+            active.log_tail = Set(done.log_tail.clone());
+            active.result_json = Set(serde_json::to_string(&done.result).unwrap_or_default());
+            if done.cancelled || run.cancel_requested {
+                active.status = Set(TaskStatus::Cancelled.as_str().to_owned());
+                active.finished_at = Set(Some(now));
+                active.exit_code = Set(Some(done.exit_code));
+                queue::update(conn, active).await?;
+                any_cancelled = true;
+                continue;
+            }
+            let Some(failure) = failure else {
                 active.status = Set(TaskStatus::Succeeded.as_str().to_owned());
                 active.finished_at = Set(Some(now));
                 active.exit_code = Set(Some(done.exit_code));
@@ -457,78 +530,84 @@ impl Engine {
                 if !done.outputs_json.trim().is_empty()
                     && let Ok(outputs) = serde_json::from_str(&done.outputs_json)
                 {
-                    let mut state: serde_json::Value =
-                        serde_json::from_str(&run.state_json).unwrap_or(serde_json::json!({}));
-                    crate::domain::graph::merge_outputs(&mut state, &node_id, outputs);
-                    let mut r: run::ActiveModel = run.clone().into();
-                    r.state_json = Set(state.to_string());
-                    r.updated_at = Set(now);
-                    run = runs::update(conn, r).await?;
+                    let merged = state.get_or_insert_with(|| {
+                        serde_json::from_str(&run.state_json).unwrap_or(serde_json::json!({}))
+                    });
+                    crate::domain::graph::merge_outputs(merged, &node_id, outputs);
                 }
-                progress::count_shard(conn, &mut run, &graph, &mut nodes, &node_id, true).await?;
+                tallies.entry(node_id).or_default().0 += 1;
+                continue;
+            };
+            let node = graph.node(&node_id);
+            // Attempts since the last replay count against the budget.
+            let decision = retry::decide(
+                node.and_then(|n| n.retry.as_ref()),
+                self.settings.budget,
+                (task.attempt - task.attempt_base).max(1) as u32,
+                task.infra_losses as u32,
+                failure,
+                rand::random::<f64>(),
+            );
+            if failure == Failure::LeaseExpired {
+                active.infra_losses = Set(task.infra_losses + 1);
             }
-            Some(failure) => {
-                let node = graph.node(&node_id);
-                // Attempts since the last replay count against the budget.
-                let decision = retry::decide(
-                    node.and_then(|n| n.retry.as_ref()),
-                    self.settings.budget,
-                    (task.attempt - task.attempt_base).max(1) as u32,
-                    task.infra_losses as u32,
-                    failure,
-                    rand::random::<f64>(),
-                );
-                if failure == Failure::LeaseExpired {
-                    active.infra_losses = Set(task.infra_losses + 1);
+            if let Failure::Exit(code) = failure {
+                active.exit_code = Set(Some(code));
+            }
+            let error = match failure {
+                Failure::Exit(code) => format!("exit code {code}"),
+                Failure::TimedOut => "timed out".to_owned(),
+                Failure::LeaseExpired => "lease expired".to_owned(),
+            };
+            active.error = Set(error.clone());
+            match decision {
+                Decision::Retry { backoff, .. } => {
+                    let attempt = task.attempt + 1;
+                    active.status = Set(TaskStatus::Queued.as_str().to_owned());
+                    active.attempt = Set(attempt);
+                    active.agent_id = Set(None);
+                    active.lease_expires_at = Set(None);
+                    active.not_before =
+                        Set(now + chrono::Duration::from_std(backoff).unwrap_or_default());
+                    queue::update(conn, active).await?;
+                    tracing::info!(task_id = %task.uuid, attempt, backoff_ms = backoff.as_millis() as u64, %error, "retry scheduled");
                 }
-                if let Failure::Exit(code) = failure {
-                    active.exit_code = Set(Some(code));
-                }
-                let error = match failure {
-                    Failure::Exit(code) => format!("exit code {code}"),
-                    Failure::TimedOut => "timed out".to_owned(),
-                    Failure::LeaseExpired => "lease expired".to_owned(),
-                };
-                active.error = Set(error.clone());
-                match decision {
-                    Decision::Retry { backoff, .. } => {
-                        let attempt = task.attempt + 1;
-                        active.status = Set(TaskStatus::Queued.as_str().to_owned());
-                        active.attempt = Set(attempt);
-                        active.agent_id = Set(None);
-                        active.lease_expires_at = Set(None);
-                        active.not_before =
-                            Set(now + chrono::Duration::from_std(backoff).unwrap_or_default());
-                        queue::update(conn, active).await?;
-                        tracing::info!(task_id = %task.uuid, attempt, backoff_ms = backoff.as_millis() as u64, %error, "retry scheduled");
-                        return Ok(());
-                    }
-                    Decision::Dead { reason } => {
-                        active.status = Set(TaskStatus::Dead.as_str().to_owned());
-                        active.finished_at = Set(Some(now));
-                        active.lease_expires_at = Set(None);
-                        queue::update(conn, active).await?;
-                        sea_orm::ActiveModelTrait::insert(
-                            dead_letter::ActiveModel {
-                                id: Set(store::new_id()),
-                                task_id: Set(task.id),
-                                run_id: Set(task.run_id.clone()),
-                                project_id: Set(task.project_id.clone()),
-                                node: Set(node_id.clone()),
-                                last_error: Set(reason.clone()),
-                                log_tail: Set(done.log_tail.clone()),
-                                dead_at: Set(now),
-                                replayed_at: Set(None),
-                            },
-                            conn,
-                        )
-                        .await?;
-                        tracing::warn!(task_id = %task.uuid, %reason, "task dead-lettered");
-                        progress::count_shard(conn, &mut run, &graph, &mut nodes, &node_id, false)
-                            .await?;
-                    }
+                Decision::Dead { reason } => {
+                    active.status = Set(TaskStatus::Dead.as_str().to_owned());
+                    active.finished_at = Set(Some(now));
+                    active.lease_expires_at = Set(None);
+                    queue::update(conn, active).await?;
+                    sea_orm::ActiveModelTrait::insert(
+                        dead_letter::ActiveModel {
+                            id: Set(store::new_id()),
+                            task_id: Set(task.id),
+                            run_id: Set(task.run_id.clone()),
+                            project_id: Set(task.project_id.clone()),
+                            node: Set(node_id.clone()),
+                            last_error: Set(reason.clone()),
+                            log_tail: Set(done.log_tail.clone()),
+                            dead_at: Set(now),
+                            replayed_at: Set(None),
+                        },
+                        conn,
+                    )
+                    .await?;
+                    tracing::warn!(task_id = %task.uuid, %reason, "task dead-lettered");
+                    tallies.entry(node_id).or_default().1 += 1;
                 }
             }
+        }
+        if let Some(state) = state {
+            let mut r: run::ActiveModel = run.clone().into();
+            r.state_json = Set(state.to_string());
+            r.updated_at = Set(now);
+            run = runs::update(conn, r).await?;
+        }
+        if any_cancelled || run.cancel_requested {
+            return Self::cancel_if_idle(conn, &mut run).await;
+        }
+        for (node_id, (ok, bad)) in tallies {
+            progress::count_shards(conn, &mut run, &graph, &mut nodes, &node_id, ok, bad).await?;
         }
         if run.status == "provisioning" || run.status == "running" {
             progress::advance(conn, &mut run, &graph, &mut nodes).await?;
@@ -561,14 +640,6 @@ impl Engine {
             }
         }
         Self::cancel_if_idle(conn, &mut run).await
-    }
-
-    async fn maybe_cancelled<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        run: &mut run::Model,
-    ) -> Result<()> {
-        Self::cancel_if_idle(conn, run).await
     }
 
     /// A cancel-requested run whose tasks have all stopped is `cancelled`.

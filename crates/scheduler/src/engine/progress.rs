@@ -70,15 +70,16 @@ pub fn tasks_for(run: &run::Model, node: &Node, iteration: u32) -> Vec<task::Act
         .collect()
 }
 
-/// Counts one finished shard of `node` and, when it was the last, settles the node (and goes
-/// round its loop when the condition holds). Returns the node's new row.
-pub async fn count_shard<C: ConnectionTrait>(
+/// Counts finished shards of `node` (`succeeded` and `failed` of them) and, when they were
+/// the last, settles the node (and goes round its loop when the condition holds).
+pub async fn count_shards<C: ConnectionTrait>(
     conn: &C,
     run: &mut run::Model,
     graph: &Graph<'_>,
     nodes: &mut HashMap<String, node_run::Model>,
     node_id: &str,
-    succeeded: bool,
+    succeeded: i32,
+    failed: i32,
 ) -> Result<()> {
     let row = nodes
         .remove(node_id)
@@ -86,11 +87,7 @@ pub async fn count_shard<C: ConnectionTrait>(
     let node = graph
         .node(node_id)
         .ok_or_else(|| Error::Internal(format!("node {node_id} is not in the definition")))?;
-    let (ok, bad) = if succeeded {
-        (row.succeeded + 1, row.failed)
-    } else {
-        (row.succeeded, row.failed + 1)
-    };
+    let (ok, bad) = (row.succeeded + succeeded, row.failed + failed);
     let settled = node_outcome(node, ok as u32, bad as u32);
     let row = runs::save_node(conn, row, |n| {
         n.succeeded = Set(ok);

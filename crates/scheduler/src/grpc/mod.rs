@@ -18,11 +18,18 @@ use crate::engine::Engine;
 pub struct SchedulerApi {
     pub(crate) engine: Engine,
     pub(crate) auth: AgentAuth,
+    /// Completions go through group commit.
+    pub(crate) completions: crate::engine::batcher::Batcher,
 }
 
 impl SchedulerApi {
     pub fn new(engine: Engine, auth: AgentAuth) -> SchedulerApi {
-        SchedulerApi { engine, auth }
+        let completions = crate::engine::batcher::Batcher::spawn(engine.clone());
+        SchedulerApi {
+            engine,
+            auth,
+            completions,
+        }
     }
 }
 

@@ -133,28 +133,16 @@ impl WorkerService for SchedulerApi {
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or_default()
             .min(MAX_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
         let scope = AgentScope {
             agent_id: &agent.id,
             org_id: &who.org_id,
             project_id: &who.project_id,
             labels: &labels,
         };
-        loop {
-            // Register for the wake-up before claiming, so a commit in between is not missed.
-            let woken = self.engine.wake.notified();
-            let tasks = self.engine.claim(&scope, max).await?;
-            let now = tokio::time::Instant::now();
-            if !tasks.is_empty() || now >= deadline || max == 0 {
-                return Ok(Response::new(PollTasksResponse {
-                    tasks: tasks.into_iter().map(leased).collect(),
-                }));
-            }
-            tokio::select! {
-                _ = woken => {}
-                _ = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
-            }
-        }
+        let tasks = self.engine.poll(&scope, max, wait, RECHECK).await?;
+        Ok(Response::new(PollTasksResponse {
+            tasks: tasks.into_iter().map(leased).collect(),
+        }))
     }
 
     async fn heartbeat(
@@ -230,7 +218,7 @@ impl WorkerService for SchedulerApi {
                 .unwrap_or(log_tail.len());
             log_tail = log_tail.split_off(cut);
         }
-        self.engine
+        self.completions
             .complete(Completion {
                 agent_id: agent.id,
                 task_id: lease.task_id,

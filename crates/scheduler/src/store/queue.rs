@@ -135,6 +135,20 @@ pub async fn lock<C: ConnectionTrait>(conn: &C, uuid: &str) -> Result<task::Mode
         .ok_or_else(|| Error::NotFound(format!("task {uuid} not found")))
 }
 
+/// The tasks with these public ids, locked in id order (one order for every locker, so two
+/// batches cannot deadlock on each other).
+pub async fn lock_many<C: ConnectionTrait>(conn: &C, uuids: &[String]) -> Result<Vec<task::Model>> {
+    if uuids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(task::Entity::find()
+        .filter(task::Column::Uuid.is_in(uuids.iter().cloned()))
+        .order_by_asc(task::Column::Id)
+        .lock_exclusive()
+        .all(conn)
+        .await?)
+}
+
 /// The task with integer id `id`, locked for the rest of the transaction.
 pub async fn lock_by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<task::Model> {
     task::Entity::find_by_id(id)

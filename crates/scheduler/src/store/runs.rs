@@ -93,3 +93,20 @@ pub async fn save_node<C: ConnectionTrait>(
     active.updated_at = Set(Utc::now());
     Ok(active.update(conn).await?)
 }
+
+/// Marks the runs among `ids` that are still `provisioning` as `running` (their first task was
+/// just leased) and returns them.
+pub async fn start<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Vec<run::Model>> {
+    Ok(run::Entity::update_many()
+        .col_expr(run::Column::Status, "running".into())
+        .col_expr(run::Column::StartedAt, Some(now).into())
+        .col_expr(run::Column::UpdatedAt, now.into())
+        .filter(run::Column::Id.is_in(ids.iter().copied()))
+        .filter(run::Column::Status.eq("provisioning"))
+        .exec_with_returning(conn)
+        .await?)
+}
