@@ -223,9 +223,14 @@ pub async fn get_run(
     caller: Caller,
     Path(run_id): Path<String>,
 ) -> ApiResult<axum::Json<Run>> {
-    let request = state
-        .upstreams
-        .request(&caller.0, pb::GetRunRequest { run_id });
+    let request = state.upstreams.request(
+        &caller.0,
+        pb::GetRunRequest {
+            run_id: run_id.clone(),
+        },
+    );
+    // The record first: a caller refused there is refused (and audited) once, not again by
+    // the scheduler for the task counts.
     let run = state
         .upstreams
         .runs()
@@ -235,7 +240,7 @@ pub async fn get_run(
         .run;
     let run = run.ok_or_else(|| ApiError::not_found("run"))?;
     let mut run: Run = run.into();
-    run.tasks = progress(&state, &caller, &run.id).await?;
+    run.tasks = progress(&state, &caller, &run_id).await?;
     Ok(axum::Json(run))
 }
 

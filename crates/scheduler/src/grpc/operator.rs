@@ -133,10 +133,10 @@ impl SchedulerService for SchedulerApi {
         let run = self
             .run_for(&ctx, &req.run_id, Scope::RunsRead, "run.progress")
             .await?;
-        let tasks = queue::for_run(&self.engine.db, &run.id).await?;
-        let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s.as_str()).count() as u32;
+        let counts = operator::status_counts(&self.engine.db, &run.id).await?;
+        let count = |s: TaskStatus| counts.get(s.as_str()).copied().unwrap_or(0) as u32;
         Ok(Response::new(GetRunProgressResponse {
-            total: tasks.len() as u32,
+            total: counts.values().sum::<i64>() as u32,
             queued: count(TaskStatus::Queued),
             running: count(TaskStatus::Leased),
             succeeded: count(TaskStatus::Succeeded),

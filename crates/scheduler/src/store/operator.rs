@@ -104,3 +104,20 @@ pub async fn leased_to<C: ConnectionTrait>(conn: &C, agent_id: &str) -> Result<V
         .all(conn)
         .await?)
 }
+
+/// How many of a run's tasks are in each status (one aggregate query, however many tasks).
+pub async fn status_counts<C: ConnectionTrait>(
+    conn: &C,
+    run_id: &str,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = task::Entity::find()
+        .select_only()
+        .column(task::Column::Status)
+        .column_as(task::Column::Id.count(), "count")
+        .filter(task::Column::RunId.eq(run_id))
+        .group_by(task::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
