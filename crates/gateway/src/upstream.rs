@@ -12,6 +12,7 @@ use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceCl
 use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
 use switchyard_proto::scheduler::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use switchyard_proto::scheduler::v1::dead_letter_service_client::DeadLetterServiceClient;
+use switchyard_proto::scheduler::v1::schedule_service_client::ScheduleServiceClient;
 use switchyard_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
 use switchyard_runtime::auth::CallContext;
 use switchyard_runtime::grpc::{GrpcChannel, channel};
@@ -64,6 +65,9 @@ impl Upstreams {
     }
     pub fn dead_letters(&self) -> DeadLetterServiceClient<GrpcChannel> {
         DeadLetterServiceClient::new(self.scheduler.clone())
+    }
+    pub fn schedules(&self) -> ScheduleServiceClient<GrpcChannel> {
+        ScheduleServiceClient::new(self.scheduler.clone())
     }
     pub fn agents(&self) -> AgentRegistryServiceClient<GrpcChannel> {
         AgentRegistryServiceClient::new(self.scheduler.clone())

@@ -53,8 +53,12 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
         )?;
         let engine = Engine::new(ctx.db.clone(), settings);
         let sweeper = engine::spawn_sweeper(engine.clone(), sweep_interval, ctx.shutdown.clone());
-        let auth = grpc::AgentAuth::new(switchyard_runtime::grpc::channel(&auth_endpoint)?);
-        let api = SchedulerApi::new(engine, auth);
+        let cron = engine::cron_job::spawn(
+            engine.clone(),
+            std::time::Duration::from_secs(1),
+            ctx.shutdown.clone(),
+        );
+        let api = SchedulerApi::new(engine, switchyard_runtime::grpc::channel(&auth_endpoint)?);
         let routes = Routes::new(limit_messages!(
             SchedulerServiceServer::new(api.clone()),
             grpc
@@ -83,7 +87,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
                 <EventSinkServer<SchedulerApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay, to_control_plane, sweeper],
+            tasks: vec![relay, to_control_plane, sweeper, cron],
         })
     })
     .await

@@ -70,14 +70,14 @@ async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::scheduler::v1::ListSchedulesRequest;
-    use switchyard_proto::scheduler::v1::schedule_service_client::ScheduleServiceClient;
+    use switchyard_proto::monitoring::v1::ListActiveTasksRequest;
+    use switchyard_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
     let db = TestDatabase::postgres().await;
     let cluster = spawn_cluster(&db).await;
-    // Cron schedules arrive with their slice of the scheduler issue.
-    let mut schedules = ScheduleServiceClient::new(channel(&cluster.scheduler));
-    let status = schedules
-        .list_schedules(ListSchedulesRequest::default())
+    // Monitoring's views arrive with the monitoring issue.
+    let mut monitoring = MonitoringServiceClient::new(channel(&cluster.monitoring));
+    let status = monitoring
+        .list_active_tasks(ListActiveTasksRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);

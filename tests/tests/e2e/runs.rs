@@ -407,3 +407,74 @@ async fn a_task_of_a_killed_agent_runs_again_elsewhere() {
     assert_eq!(tasks.body["items"][0]["attempt"], 2, "{:?}", tasks.body);
     s.stop().await;
 }
+
+/// A cron schedule (every second, 6 fields) starts runs of its workflow through the control
+/// plane, which a real agent runs; pausing stops it; bad expressions are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cron_schedule_starts_runs_until_paused() {
+    let db = TestDatabase::postgres().await;
+    let s = setup(&db).await;
+    let ci = Some(s.ci.as_str());
+    s.workflow("nightly", json!({"nodes": [{"id": "t", "run": "true"}]}))
+        .await;
+    let path = format!("/api/v1/projects/{}/schedules", s.project);
+    let bad = s
+        .api
+        .post(
+            &path,
+            ci,
+            json!({"workflow": "nightly", "cron": "every night"}),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (400, "invalid_argument"),
+        "{:?}",
+        bad.body
+    );
+    let created = s
+        .api
+        .post(
+            &path,
+            ci,
+            json!({"workflow": "nightly", "cron": "* * * * * *", "params": {"kind": "cron"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let runs_path = format!("/api/v1/projects/{}/runs?status=completed", s.project);
+    let runs = eventually(
+        "scheduled runs completed",
+        Duration::from_secs(30),
+        || async {
+            let reply = s.api.get(&runs_path, ci).await;
+            reply.body["items"]
+                .as_array()
+                .filter(|items| items.len() >= 2)
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(runs[0]["params"]["kind"], "cron");
+    let paused = s
+        .api
+        .request(reqwest::Method::PATCH, &format!("{path}/{id}"), ci)
+        .json(&json!({"paused": true}));
+    let paused = s.api.send(paused).await;
+    assert_eq!(
+        (paused.status, &paused.body["paused"]),
+        (200, &json!(true)),
+        "{:?}",
+        paused.body
+    );
+    let listed = s.api.get(&path, ci).await;
+    assert!(
+        listed.body["items"][0]["last_fired_at"].is_string(),
+        "{:?}",
+        listed.body
+    );
+    let deleted = s.api.delete(&format!("{path}/{id}"), ci).await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    assert_eq!(s.api.get(&path, ci).await.body["items"], json!([]));
+    s.stop().await;
+}

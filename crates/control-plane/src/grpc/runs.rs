@@ -38,131 +38,7 @@ impl RunService for ControlPlaneApi {
                 Attempt::new("run.create", "run", ""),
             )
             .await?;
-        names::check("workflow", &req.workflow)
-            .map_err(|m| Error::invalid("workflow", "invalid_name", m))?;
-        let params = parse_params(&req.params_json)?;
-        if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(Error::invalid(
-                "idempotency_key",
-                "too_long",
-                format!("idempotency_key may be at most {MAX_IDEMPOTENCY_KEY} bytes"),
-            )
-            .into());
-        }
-        let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
-        if let Some(key) = key
-            && let Some(existing) =
-                store::runs::find_by_idempotency_key(&state.db, &project.id, key).await?
-        {
-            return Ok(Response::new(CreateRunResponse {
-                run: Some(super::convert::run(&existing)),
-            }));
-        }
-        let version = match req.version {
-            0 => None,
-            v => Some(i32::try_from(v).map_err(|_| {
-                Error::invalid("version", "invalid_version", "version is out of range")
-            })?),
-        };
-        let workflow =
-            store::workflows::get(&state.db, &project.id, &req.workflow, version).await?;
-        let environment = if req.environment.is_empty() {
-            None
-        } else {
-            Some(
-                store::tenancy::find_environment(&state.db, &project.id, &req.environment)
-                    .await?
-                    .ok_or_else(|| Error::not_found("environment", &req.environment))?,
-            )
-        };
-        if !req.suite.is_empty() {
-            let suite = store::suites::get_suite(&state.db, &project.id, &req.suite).await?;
-            if suite.require_dataset_health {
-                self.dataset_gate(&ctx, &project, &suite, environment.as_ref())
-                    .await?;
-            }
-        }
-        let now = Utc::now();
-        let params_json = params.to_string();
-        let model = run::ActiveModel {
-            id: Set(store::new_id()),
-            org_id: Set(project.org_id.clone()),
-            project_id: Set(project.id.clone()),
-            workflow: Set(workflow.workflow.name.clone()),
-            workflow_id: Set(workflow.workflow.id.clone()),
-            version: Set(workflow.version.version),
-            status: Set(RunStatus::Queued.as_str().to_owned()),
-            environment: Set(req.environment.clone()),
-            suite: Set(req.suite.clone()),
-            params_json: Set(params_json.clone()),
-            initial_state_json: Set(params_json.clone()),
-            current_state_json: Set(params_json.clone()),
-            final_state_json: Set(String::new()),
-            shards_json: Set(String::new()),
-            coverage_json: Set(String::new()),
-            reason: Set(String::new()),
-            idempotency_key: Set(key.map(str::to_owned)),
-            created_by: Set(ctx.actor().id),
-            created_at: Set(now),
-            updated_at: Set(now),
-            started_at: Set(None),
-            finished_at: Set(None),
-            cancel_requested_at: Set(None),
-        };
-        let variables: HashMap<String, String> = environment
-            .as_ref()
-            .and_then(|e| serde_json::from_str(&e.variables_json).ok())
-            .unwrap_or_default();
-        let txn = switchyard_runtime::db::write_txn(&state.db)
-            .await
-            .map_err(Error::from)?;
-        let run = match store::runs::insert(&txn, model).await {
-            Ok(run) => run,
-            Err(Error::Database(e))
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) =>
-            {
-                // The same idempotency key won a race: answer with that run.
-                drop(txn);
-                let existing = store::runs::find_by_idempotency_key(
-                    &state.db,
-                    &project.id,
-                    key.unwrap_or_default(),
-                )
-                .await?
-                .ok_or_else(|| Error::Internal("idempotent run vanished".into()))?;
-                return Ok(Response::new(CreateRunResponse {
-                    run: Some(super::convert::run(&existing)),
-                }));
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let fact = success("run.created", "run", &run.id, &run.org_id, &run.project_id);
-        let details = serde_json::json!({
-            "workflow": run.workflow,
-            "version": run.version,
-            "environment": run.environment,
-        });
-        audit(&txn, &ctx, fact, &details).await?;
-        let requested = RunRequested {
-            run_id: run.id.clone(),
-            project_id: run.project_id.clone(),
-            workflow: run.workflow.clone(),
-            workflow_version: u32::try_from(run.version).unwrap_or_default(),
-            definition_json: workflow.version.definition_json.clone(),
-            params_json,
-            environment: variables,
-            priority: 0,
-            deadline: None,
-            org_id: run.org_id.clone(),
-        };
-        let event = outbox::event(SERVICE, Payload::RunRequested(requested));
-        outbox::enqueue(&txn, destination::SCHEDULER, &[event])
-            .await
-            .map_err(Error::from)?;
-        txn.commit().await.map_err(Error::from)?;
+        let run = self.create_run_in(&ctx, &project, req).await?;
         Ok(Response::new(CreateRunResponse {
             run: Some(super::convert::run(&run)),
         }))
@@ -289,6 +165,139 @@ impl RunService for ControlPlaneApi {
 use switchyard_proto::controlplane::v1::RunStatus as RunStatus_;
 
 impl ControlPlaneApi {
+    /// Creates a run in `project` for an already authorized caller: validation, the dataset
+    /// gate, the record `queued`, its audit event and the scheduler's RunRequested, in one
+    /// transaction. A repeated idempotency key answers with the run it created.
+    pub(crate) async fn create_run_in(
+        &self,
+        ctx: &CallContext,
+        project: &crate::store::entity::project::Model,
+        req: CreateRunRequest,
+    ) -> Result<run::Model, Error> {
+        let ctx = ctx.clone();
+        let state = &self.state;
+        names::check("workflow", &req.workflow)
+            .map_err(|m| Error::invalid("workflow", "invalid_name", m))?;
+        let params = parse_params(&req.params_json)?;
+        if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Error::invalid(
+                "idempotency_key",
+                "too_long",
+                format!("idempotency_key may be at most {MAX_IDEMPOTENCY_KEY} bytes"),
+            ));
+        }
+        let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
+        if let Some(key) = key
+            && let Some(existing) =
+                store::runs::find_by_idempotency_key(&state.db, &project.id, key).await?
+        {
+            return Ok(existing);
+        }
+        let version = match req.version {
+            0 => None,
+            v => Some(i32::try_from(v).map_err(|_| {
+                Error::invalid("version", "invalid_version", "version is out of range")
+            })?),
+        };
+        let workflow =
+            store::workflows::get(&state.db, &project.id, &req.workflow, version).await?;
+        let environment = if req.environment.is_empty() {
+            None
+        } else {
+            Some(
+                store::tenancy::find_environment(&state.db, &project.id, &req.environment)
+                    .await?
+                    .ok_or_else(|| Error::not_found("environment", &req.environment))?,
+            )
+        };
+        if !req.suite.is_empty() {
+            let suite = store::suites::get_suite(&state.db, &project.id, &req.suite).await?;
+            if suite.require_dataset_health {
+                self.dataset_gate(&ctx, project, &suite, environment.as_ref())
+                    .await?;
+            }
+        }
+        let now = Utc::now();
+        let params_json = params.to_string();
+        let model = run::ActiveModel {
+            id: Set(store::new_id()),
+            org_id: Set(project.org_id.clone()),
+            project_id: Set(project.id.clone()),
+            workflow: Set(workflow.workflow.name.clone()),
+            workflow_id: Set(workflow.workflow.id.clone()),
+            version: Set(workflow.version.version),
+            status: Set(RunStatus::Queued.as_str().to_owned()),
+            environment: Set(req.environment.clone()),
+            suite: Set(req.suite.clone()),
+            params_json: Set(params_json.clone()),
+            initial_state_json: Set(params_json.clone()),
+            current_state_json: Set(params_json.clone()),
+            final_state_json: Set(String::new()),
+            shards_json: Set(String::new()),
+            coverage_json: Set(String::new()),
+            reason: Set(String::new()),
+            idempotency_key: Set(key.map(str::to_owned)),
+            created_by: Set(ctx.actor().id),
+            created_at: Set(now),
+            updated_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            cancel_requested_at: Set(None),
+        };
+        let variables: HashMap<String, String> = environment
+            .as_ref()
+            .and_then(|e| serde_json::from_str(&e.variables_json).ok())
+            .unwrap_or_default();
+        let txn = switchyard_runtime::db::write_txn(&state.db)
+            .await
+            .map_err(Error::from)?;
+        let run = match store::runs::insert(&txn, model).await {
+            Ok(run) => run,
+            Err(Error::Database(e))
+                if matches!(
+                    e.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                ) =>
+            {
+                // The same idempotency key won a race: answer with that run.
+                drop(txn);
+                let existing = store::runs::find_by_idempotency_key(
+                    &state.db,
+                    &project.id,
+                    key.unwrap_or_default(),
+                )
+                .await?
+                .ok_or_else(|| Error::Internal("idempotent run vanished".into()))?;
+                return Ok(existing);
+            }
+            Err(other) => return Err(other),
+        };
+        let fact = success("run.created", "run", &run.id, &run.org_id, &run.project_id);
+        let details = serde_json::json!({
+            "workflow": run.workflow,
+            "version": run.version,
+            "environment": run.environment,
+        });
+        audit(&txn, &ctx, fact, &details).await?;
+        let requested = RunRequested {
+            run_id: run.id.clone(),
+            project_id: run.project_id.clone(),
+            workflow: run.workflow.clone(),
+            workflow_version: u32::try_from(run.version).unwrap_or_default(),
+            definition_json: workflow.version.definition_json.clone(),
+            params_json,
+            environment: variables,
+            priority: 0,
+            deadline: None,
+            org_id: run.org_id.clone(),
+        };
+        let event = outbox::event(SERVICE, Payload::RunRequested(requested));
+        outbox::enqueue(&txn, destination::SCHEDULER, &[event])
+            .await
+            .map_err(Error::from)?;
+        txn.commit().await.map_err(Error::from)?;
+        Ok(run)
+    }
     /// Loads a run and authorizes `scope` on its project (404 when missing, 403 audited when
     /// foreign).
     async fn authorized_run(

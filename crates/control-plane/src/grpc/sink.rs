@@ -5,10 +5,13 @@
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use switchyard_proto::common::v1::{Actor, ActorType};
+use switchyard_proto::controlplane::v1::{CreateRunRequest, Principal};
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_proto::events::v1::{
-    AuditRecord, DeliverRequest, DeliverResponse, Outcome, RunStatusChanged, event::Payload,
+    AuditRecord, DeliverRequest, DeliverResponse, Outcome, RunStatusChanged, ScheduleFired,
+    event::Payload,
 };
+use switchyard_runtime::auth::CallContext;
 use switchyard_runtime::inbox;
 use switchyard_runtime::outbox;
 use tonic::{Request, Response, Status};
@@ -30,6 +33,7 @@ impl EventSink for ControlPlaneApi {
             .await
             .map_err(Error::from)?;
         let (mut accepted, mut duplicates) = (0, 0);
+        let mut fired_later = Vec::new();
         for event in &events {
             if event.id.is_empty() {
                 return Err(Status::invalid_argument("an event has no id"));
@@ -46,12 +50,18 @@ impl EventSink for ControlPlaneApi {
                 Some(Payload::RunStatusChanged(change)) => {
                     apply(&txn, change, &event.source).await?;
                 }
+                Some(Payload::ScheduleFired(fired)) => fired_later.push(fired.clone()),
                 _ => {
                     tracing::warn!(event_id = %event.id, source = %event.source, "event not for the control plane ignored");
                 }
             }
         }
         txn.commit().await.map_err(Error::from)?;
+        // Each fired schedule becomes a run in its own transaction (the run's idempotency key
+        // is the fire key, so a redelivered event finds the run it made).
+        for fired in fired_later {
+            self.run_for_schedule(&fired).await?;
+        }
         Ok(Response::new(DeliverResponse {
             accepted,
             duplicates,
@@ -141,4 +151,62 @@ async fn apply<C: sea_orm::ConnectionTrait>(
     };
     outbox::enqueue_audit(conn, SERVICE, record).await?;
     Ok(())
+}
+
+impl ControlPlaneApi {
+    /// Creates the run a cron schedule asked for, as the schedule (a service actor). A run the
+    /// control plane refuses (workflow deleted, project gone) is logged and audited as failed;
+    /// it must not block the reports queued behind it.
+    async fn run_for_schedule(&self, fired: &ScheduleFired) -> Result<(), Error> {
+        let project = match store::tenancy::get_project(&self.state.db, &fired.project_id).await {
+            Ok(project) => project,
+            Err(Error::NotFound(_)) => {
+                tracing::warn!(schedule_id = %fired.schedule_id, project_id = %fired.project_id, "schedule fired for a missing project");
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        let ctx = CallContext {
+            principal: Some(Principal {
+                actor: Some(Actor {
+                    r#type: ActorType::Service as i32,
+                    id: format!("schedule:{}", fired.schedule_id),
+                    display_name: "switchyard-scheduler (cron)".into(),
+                }),
+                org_id: project.org_id.clone(),
+                project_id: project.id.clone(),
+                ..Principal::default()
+            }),
+            ..CallContext::default()
+        };
+        let request = CreateRunRequest {
+            project_id: project.id.clone(),
+            workflow: fired.workflow.clone(),
+            params_json: fired.params_json.clone(),
+            idempotency_key: fired.fire_key.clone(),
+            ..CreateRunRequest::default()
+        };
+        match self.create_run_in(&ctx, &project, request).await {
+            Ok(run) => {
+                tracing::info!(schedule_id = %fired.schedule_id, run_id = %run.id, "scheduled run created");
+                Ok(())
+            }
+            Err(Error::Database(e)) => Err(Error::Database(e)),
+            Err(refused) => {
+                tracing::warn!(schedule_id = %fired.schedule_id, error = %refused, "scheduled run refused");
+                let fact = switchyard_runtime::outbox::AuditFact {
+                    action: "run.create",
+                    resource_type: "schedule",
+                    resource_id: &fired.schedule_id,
+                    org_id: &project.org_id,
+                    project_id: &project.id,
+                    outcome: Outcome::Failed,
+                };
+                let details =
+                    serde_json::json!({ "workflow": fired.workflow, "error": refused.to_string() });
+                self.state.audit_alone(&ctx, fact, &details).await;
+                Ok(())
+            }
+        }
+    }
 }

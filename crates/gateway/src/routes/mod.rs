@@ -9,6 +9,7 @@ mod engine;
 mod environments;
 mod health;
 mod runs;
+mod schedules;
 mod suites;
 mod tenancy;
 mod tokens;
@@ -81,6 +82,14 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(engine::list_tasks))
         .routes(routes!(engine::run_logs))
         .routes(routes!(engine::list_agents))
+        .routes(routes!(
+            schedules::create_schedule,
+            schedules::list_schedules
+        ))
+        .routes(routes!(
+            schedules::update_schedule,
+            schedules::delete_schedule
+        ))
         .routes(routes!(engine::list_dead_letters))
         .routes(routes!(engine::retry_dead_letter))
         .routes(routes!(engine::retry_dead_letters))
@@ -140,6 +149,9 @@ mod tests {
             ("/api/v1/runs/{run_id}/cancel", "post"),
             ("/api/v1/runs/{run_id}/tasks", "get"),
             ("/api/v1/agents", "get"),
+            ("/api/v1/projects/{project_id}/schedules", "post"),
+            ("/api/v1/projects/{project_id}/schedules", "get"),
+            ("/api/v1/projects/{project_id}/schedules/{id}", "delete"),
             ("/api/v1/monitoring/dead-letter", "get"),
             ("/api/v1/monitoring/dead-letter/{id}/retry", "post"),
             ("/api/v1/projects/{project_id}/features", "post"),

@@ -4,6 +4,7 @@
 //! to the outbox in the same transaction.
 
 pub mod batcher;
+pub mod cron_job;
 pub mod progress;
 pub mod report;
 

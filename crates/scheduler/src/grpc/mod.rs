@@ -4,12 +4,11 @@
 
 mod agent_auth;
 mod operator;
+mod schedules;
 mod sink;
 mod worker;
 
 pub use agent_auth::AgentAuth;
-
-use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleService;
 
 use crate::engine::Engine;
 
@@ -20,18 +19,26 @@ pub struct SchedulerApi {
     pub(crate) auth: AgentAuth,
     /// Completions go through group commit.
     pub(crate) completions: crate::engine::batcher::Batcher,
+    /// The control plane's projects, read with the caller's credentials.
+    pub(crate) tenancy:
+        switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient<
+            switchyard_runtime::grpc::GrpcChannel,
+        >,
 }
 
 impl SchedulerApi {
-    pub fn new(engine: Engine, auth: AgentAuth) -> SchedulerApi {
+    pub fn new(
+        engine: Engine,
+        control_plane: switchyard_runtime::grpc::GrpcChannel,
+    ) -> SchedulerApi {
         let completions = crate::engine::batcher::Batcher::spawn(engine.clone());
         SchedulerApi {
             engine,
-            auth,
+            auth: AgentAuth::new(control_plane.clone()),
             completions,
+            tenancy: switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient::new(
+                control_plane,
+            ),
         }
     }
 }
-
-#[tonic::async_trait]
-impl ScheduleService for SchedulerApi {}

@@ -6,6 +6,7 @@ pub mod entity;
 pub mod operator;
 pub mod queue;
 pub mod runs;
+pub mod schedules;
 
 /// A new time-ordered public id.
 pub fn new_id() -> String {
