@@ -49,6 +49,12 @@ pub struct EngineConfig {
     /// Attempts of one task that may be lost to the platform (expired leases) before it is
     /// dead-lettered.
     pub infra_attempts: u32,
+    /// Finished runs (with their tasks and dead letters) are deleted after this long.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the retention job runs (once across replicas).
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +63,8 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
             infra_attempts: 3,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -88,6 +96,12 @@ impl Validate for SchedulerConfig {
                 "control_plane must be an http(s) URL, got {:?}",
                 self.control_plane.0
             ));
+        }
+        if self.engine.retention < Duration::from_secs(3600) {
+            problems.push("engine.retention must be at least 1h".into());
+        }
+        if self.engine.retention_interval.is_zero() {
+            problems.push("engine.retention_interval must be greater than zero".into());
         }
         if self.engine.infra_attempts == 0 {
             problems.push("engine.infra_attempts must be at least 1".into());

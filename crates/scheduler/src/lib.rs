@@ -36,6 +36,8 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let settings = config.engine.settings();
     let sweep_interval = config.engine.sweep_interval;
     let auth_endpoint = config.control_plane.clone();
+    let retention = config.engine.retention;
+    let retention_interval = config.engine.retention_interval;
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -56,6 +58,12 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
         let cron = engine::cron_job::spawn(
             engine.clone(),
             std::time::Duration::from_secs(1),
+            ctx.shutdown.clone(),
+        );
+        let maintenance = engine::maintenance::spawn(
+            engine.clone(),
+            retention,
+            retention_interval,
             ctx.shutdown.clone(),
         );
         let api = SchedulerApi::new(engine, switchyard_runtime::grpc::channel(&auth_endpoint)?);
@@ -87,7 +95,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
                 <EventSinkServer<SchedulerApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay, to_control_plane, sweeper, cron],
+            tasks: vec![relay, to_control_plane, sweeper, cron, maintenance],
         })
     })
     .await

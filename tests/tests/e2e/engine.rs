@@ -462,3 +462,64 @@ async fn agents_take_only_tasks_of_their_tenancy_with_their_labels() {
     let taken = engine.claim(&agent("org-a", "", &linux), 10).await.unwrap();
     assert_eq!(taken.len(), 1, "an org-wide agent with the label takes it");
 }
+
+/// Retention deletes finished runs past the period with their tasks, keeps recent ones, does
+/// nothing on an empty database, and runs once across replicas (a round that finds another
+/// holding the job skips).
+#[tokio::test]
+async fn retention_deletes_only_old_finished_runs_once_across_replicas() {
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+    use switchyard_scheduler::engine::maintenance::{Deleted, retention};
+    use switchyard_scheduler::store::entity::run;
+    let db = TestDatabase::postgres().await;
+    let engine = engine(&db, Settings::default()).await;
+    let month = Duration::from_secs(30 * 24 * 3600);
+    assert_eq!(
+        retention(&engine, month).await.unwrap(),
+        Some(Deleted::default())
+    );
+
+    let (old, recent) = (run_id(8), run_id(9));
+    for id in [&old, &recent] {
+        submit(&engine, id, json!({"nodes": [{"id": "t", "run": "x"}]})).await;
+        let leased = claim(&engine).await;
+        finish(&engine, &leased[0], 0, json!({})).await.unwrap();
+    }
+    let row = run::Entity::find_by_id(old.clone())
+        .one(&engine.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut aged: run::ActiveModel = row.into();
+    aged.finished_at = Set(Some(chrono::Utc::now() - chrono::Duration::days(40)));
+    aged.update(&engine.db).await.unwrap();
+
+    // Another replica holds the job: this round skips and deletes nothing.
+    let key = switchyard_runtime::migrate::lock_key("scheduler.retention");
+    let holder = sea_orm::TransactionTrait::begin(&engine.db).await.unwrap();
+    holder
+        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+        .await
+        .unwrap();
+    assert_eq!(retention(&engine, month).await.unwrap(), None);
+    holder.commit().await.unwrap();
+
+    let deleted = retention(&engine, month).await.unwrap();
+    assert_eq!(
+        deleted,
+        Some(Deleted {
+            runs: 1,
+            tasks: 1,
+            dead_letters: 0
+        })
+    );
+    assert!(tasks_of(&engine.db, &old).await.is_empty());
+    assert_eq!(tasks_of(&engine.db, &recent).await.len(), 1);
+    assert!(
+        run::Entity::find_by_id(recent)
+            .one(&engine.db)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod cron_job;
+pub mod maintenance;
 pub mod progress;
 pub mod report;
 
