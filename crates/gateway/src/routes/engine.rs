@@ -61,6 +61,29 @@ impl From<pb::Task> for Task {
     }
 }
 
+/// One page of a run's tasks from the scheduler; a run it has not taken yet has none.
+async fn tasks_page(
+    state: &AppState,
+    caller: &Caller,
+    run_id: String,
+    page: &PageQuery,
+) -> ApiResult<pb::ListTasksResponse> {
+    let request = state.upstreams.request(
+        &caller.0,
+        pb::ListTasksRequest {
+            run_id,
+            page: Some(page.to_proto()),
+        },
+    );
+    match state.upstreams.scheduler().list_tasks(request).await {
+        Ok(answer) => Ok(answer.into_inner()),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            Ok(pb::ListTasksResponse::default())
+        }
+        Err(status) => Err(status.into()),
+    }
+}
+
 /// A run's tasks (one per shard, attempt and loop iteration), in creation order.
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/tasks", tag = "runs",
     params(("run_id" = String, Path), PageQuery),
@@ -72,19 +95,7 @@ pub async fn list_tasks(
     Path(run_id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<List<Task>>> {
-    let request = state.upstreams.request(
-        &caller.0,
-        pb::ListTasksRequest {
-            run_id,
-            page: Some(page.to_proto()),
-        },
-    );
-    let answer = match state.upstreams.scheduler().list_tasks(request).await {
-        Ok(answer) => answer.into_inner(),
-        // The scheduler has not taken the run yet: no tasks.
-        Err(status) if status.code() == tonic::Code::NotFound => pb::ListTasksResponse::default(),
-        Err(status) => return Err(status.into()),
-    };
+    let answer = tasks_page(&state, &caller, run_id, &page).await?;
     Ok(axum::Json(List::new(
         answer.tasks.into_iter().map(Into::into).collect(),
         answer.page,
@@ -290,18 +301,7 @@ pub async fn run_logs(
     Path(run_id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<List<TaskLog>>> {
-    let request = state.upstreams.request(
-        &caller.0,
-        pb::ListTasksRequest {
-            run_id,
-            page: Some(page.to_proto()),
-        },
-    );
-    let answer = match state.upstreams.scheduler().list_tasks(request).await {
-        Ok(answer) => answer.into_inner(),
-        Err(status) if status.code() == tonic::Code::NotFound => pb::ListTasksResponse::default(),
-        Err(status) => return Err(status.into()),
-    };
+    let answer = tasks_page(&state, &caller, run_id, &page).await?;
     let items = answer
         .tasks
         .into_iter()
