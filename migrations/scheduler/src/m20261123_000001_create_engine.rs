@@ -34,6 +34,7 @@ enum Runs {
     Priority,
     Reason,
     CancelRequested,
+    StopStatus,
     DeadlineAt,
     CreatedAt,
     UpdatedAt,
@@ -149,6 +150,9 @@ impl MigrationTrait for Migration {
                     .col(integer(Runs::Priority))
                     .col(text(Runs::Reason))
                     .col(boolean(Runs::CancelRequested))
+                    // The final status once a requested stop completes: `cancelled` or
+                    // `timed_out` (run deadline).
+                    .col(text(Runs::StopStatus))
                     .col(timestamp_null(Runs::DeadlineAt))
                     .col(timestamp(Runs::CreatedAt))
                     .col(timestamp(Runs::UpdatedAt))

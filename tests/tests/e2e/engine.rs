@@ -523,3 +523,48 @@ async fn retention_deletes_only_old_finished_runs_once_across_replicas() {
             .is_some()
     );
 }
+
+/// A run past its whole-run timeout stops: queued tasks at once, running ones through their
+/// agents' heartbeats; it ends `timed_out`, not `cancelled`.
+#[tokio::test]
+async fn a_run_past_its_deadline_ends_timed_out() {
+    let db = TestDatabase::postgres().await;
+    let engine = engine(&db, Settings::default()).await;
+    let run = run_id(10);
+    submit(
+        &engine,
+        &run,
+        json!({"timeout_s": 1, "nodes": [{"id": "t", "run": "sleep 60", "shards": 2}]}),
+    )
+    .await;
+    let labels = any_labels();
+    let running = engine.claim(&platform_agent(&labels), 1).await.unwrap();
+    assert_eq!(engine.expire_runs().await.unwrap(), 0, "not due yet");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(engine.expire_runs().await.unwrap(), 1);
+    assert_eq!(
+        engine.expire_runs().await.unwrap(),
+        0,
+        "stopping once is enough"
+    );
+    let beat = engine
+        .heartbeat("agent-1", &[(running[0].uuid.clone(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(beat.cancelled.len(), 1, "the agent is told to stop");
+    engine
+        .complete(Completion {
+            agent_id: "agent-1".into(),
+            task_id: running[0].uuid.clone(),
+            attempt: 1,
+            exit_code: -15,
+            cancelled: true,
+            ..Completion::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reported(&engine.db, &run).await,
+        vec!["provisioning", "running", "timed_out"]
+    );
+}

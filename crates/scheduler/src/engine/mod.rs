@@ -129,10 +129,19 @@ impl Engine {
                 priority: Set(request.priority),
                 reason: Set(String::new()),
                 cancel_requested: Set(false),
+                stop_status: Set(String::new()),
+                // The caller's deadline, else the definition's whole-run timeout.
                 deadline_at: Set(request
                     .deadline
                     .as_ref()
-                    .and_then(switchyard_runtime::time::from_proto)),
+                    .and_then(switchyard_runtime::time::from_proto)
+                    .or_else(|| {
+                        definition.timeout_s.map(|s| {
+                            now + chrono::Duration::seconds(
+                                i64::try_from(s).unwrap_or(i64::MAX / 2_000),
+                            )
+                        })
+                    })),
                 created_at: Set(now),
                 updated_at: Set(now),
                 started_at: Set(None),
@@ -313,6 +322,26 @@ impl Engine {
         txn.commit().await?;
         self.wake.notify_waiters();
         Ok(results)
+    }
+
+    /// Stops runs past their deadline (they end `timed_out` once their tasks have stopped).
+    /// Returns how many were stopped.
+    pub async fn expire_runs(&self) -> Result<u32> {
+        let now = Utc::now();
+        let overdue = runs::overdue(&self.db, now, 100).await?;
+        let mut stopped = 0;
+        for run in overdue {
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+            let reason = format!(
+                "run deadline passed at {}",
+                run.deadline_at.map(|d| d.to_rfc3339()).unwrap_or_default()
+            );
+            Self::stop(&txn, &run.id, &reason, "timed_out").await?;
+            txn.commit().await?;
+            tracing::warn!(run_id = %run.id, "run deadline passed; stopping its tasks");
+            stopped += 1;
+        }
+        Ok(stopped)
     }
 
     /// Returns expired leases to the queue (or the dead-letter queue past the platform
@@ -620,6 +649,17 @@ impl Engine {
     /// Cancels a run: queued tasks at once, leased ones when their agents learn it through
     /// heartbeats (or their leases expire). Inside the caller's transaction.
     pub async fn cancel<C: ConnectionTrait>(conn: &C, run_id: &str, reason: &str) -> Result<()> {
+        Self::stop(conn, run_id, reason, "cancelled").await
+    }
+
+    /// Stops a run the way a cancel does, ending it as `status` (`cancelled` or `timed_out`)
+    /// once its last task has stopped.
+    pub async fn stop<C: ConnectionTrait>(
+        conn: &C,
+        run_id: &str,
+        reason: &str,
+        status: &str,
+    ) -> Result<()> {
         let Some(_) = runs::find(conn, run_id).await? else {
             return Ok(());
         };
@@ -629,6 +669,7 @@ impl Engine {
         }
         let mut active: run::ActiveModel = run.into();
         active.cancel_requested = Set(true);
+        active.stop_status = Set(status.to_owned());
         active.reason = Set(reason.to_owned());
         active.updated_at = Set(Utc::now());
         let mut run = runs::update(conn, active).await?;
@@ -651,7 +692,12 @@ impl Engine {
         }
         if queue::open_for_run(conn, &run.id).await?.is_empty() {
             let reason = run.reason.clone();
-            progress::finish(conn, run, "cancelled", &reason).await?;
+            let status = if run.stop_status.is_empty() {
+                "cancelled".to_owned()
+            } else {
+                run.stop_status.clone()
+            };
+            progress::finish(conn, run, &status, &reason).await?;
         }
         Ok(())
     }
@@ -670,6 +716,9 @@ pub fn spawn_sweeper(
                 Ok(0) => {}
                 Ok(swept) => tracing::info!(swept, "expired leases returned"),
                 Err(error) => tracing::warn!(%error, "lease sweep failed"),
+            }
+            if let Err(error) = engine.expire_runs().await {
+                tracing::warn!(%error, "run deadline check failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

@@ -17,6 +17,7 @@ entity!(run, "runs", {
     pub priority: i32,
     pub reason: String,
     pub cancel_requested: bool,
+    pub stop_status: String,
     pub deadline_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -110,3 +110,18 @@ pub async fn start<C: ConnectionTrait>(
         .exec_with_returning(conn)
         .await?)
 }
+
+/// Unfinished runs past their deadline that are not already stopping.
+pub async fn overdue<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<run::Model>> {
+    Ok(run::Entity::find()
+        .filter(run::Column::DeadlineAt.lt(now))
+        .filter(run::Column::FinishedAt.is_null())
+        .filter(run::Column::CancelRequested.eq(false))
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
