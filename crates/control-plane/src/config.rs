@@ -64,6 +64,9 @@ pub struct AuthConfig {
     /// answer at once; this bounds how long a missed drop can last.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// How often expired service tokens are deactivated (once across replicas).
+    #[serde(with = "humantime_serde")]
+    pub expiry_interval: Duration,
 }
 
 impl Default for AuthConfig {
@@ -72,6 +75,7 @@ impl Default for AuthConfig {
             signing_key: None,
             access_token_ttl: Duration::from_secs(15 * 60),
             cache_ttl: Duration::from_secs(5),
+            expiry_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -91,6 +95,9 @@ impl Validate for ControlPlaneConfig {
         }
         if self.auth.access_token_ttl < Duration::from_secs(60) {
             problems.push("auth.access_token_ttl must be at least 1m".into());
+        }
+        if self.auth.expiry_interval.is_zero() {
+            problems.push("auth.expiry_interval must be greater than zero".into());
         }
         if self.auth.cache_ttl > Duration::from_secs(60) {
             problems.push("auth.cache_ttl must be at most 60s (it bounds how long a revoked token may still work)".into());

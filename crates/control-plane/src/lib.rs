@@ -8,6 +8,7 @@ pub mod data_source;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod maintenance;
 pub mod state;
 pub mod store;
 
@@ -46,6 +47,7 @@ pub async fn start(
     let signer = Signer::new(&signing_key, config.auth.access_token_ttl);
     let bootstrap_token = config.bootstrap_token.clone();
     let auth_cache_ttl = config.auth.cache_ttl;
+    let token_expiry_interval = config.auth.expiry_interval;
     let data = data_source::DataSources::new(config.datasets.clone());
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
@@ -62,14 +64,16 @@ pub async fn start(
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
-        let api = ControlPlaneApi::new(Arc::new(State {
+        let state = Arc::new(State {
             db: ctx.db.clone(),
             cache: ctx.cache.clone(),
             signer,
             bootstrap_token,
             auth_cache_ttl,
             data,
-        }));
+        });
+        let expiry = maintenance::spawn(state.clone(), token_expiry_interval, ctx.shutdown.clone());
+        let api = ControlPlaneApi::new(state);
         let routes = Routes::new(limit_messages!(
             TenancyServiceServer::new(api.clone()),
             grpc
@@ -100,7 +104,7 @@ pub async fn start(
                 <DatasetServiceServer<ControlPlaneApi> as NamedService>::NAME,
                 <EventSinkServer<ControlPlaneApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay, to_scheduler],
+            tasks: vec![relay, to_scheduler, expiry],
         })
     })
     .await

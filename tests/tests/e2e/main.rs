@@ -7,6 +7,7 @@ mod audit;
 mod engine;
 mod gateway;
 mod grpc_server;
+mod maintenance;
 mod migrations;
 mod outbox;
 mod pipeline;
