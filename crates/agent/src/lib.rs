@@ -124,10 +124,23 @@ impl Client {
     }
 }
 
-/// A task in hand: its fencing token and the switch that stops it.
+/// A task attempt in hand: the switch that stops it.
 struct Running {
-    attempt: u32,
     stop: watch::Sender<Option<Stop>>,
+}
+
+/// Tasks in hand, by (task id, attempt): after a lost lease the same task can come back at a
+/// new attempt while the old attempt is still reporting, and each must keep its own entry.
+type InHand = HashMap<(String, u32), Running>;
+
+fn lease_refs(tasks: &InHand) -> Vec<LeaseRef> {
+    tasks
+        .keys()
+        .map(|(task_id, attempt)| LeaseRef {
+            task_id: task_id.clone(),
+            attempt: *attempt,
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +164,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     };
     let (agent_id, heartbeat) = register(&client, &config, &shutdown).await?;
     tracing::info!(%agent_id, capacity = config.capacity, "agent registered");
-    let running: Arc<Mutex<HashMap<String, Running>>> = Arc::default();
+    let running: Arc<Mutex<InHand>> = Arc::default();
     let slot_freed = Arc::new(Notify::new());
     let beats = tokio::spawn(heartbeats(
         client.clone(),
@@ -203,13 +216,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
         };
         for task in tasks {
             let (stop, stopped) = watch::channel(None);
-            running.lock().await.insert(
-                task.task_id.clone(),
-                Running {
-                    attempt: task.attempt,
-                    stop,
-                },
-            );
+            running
+                .lock()
+                .await
+                .insert((task.task_id.clone(), task.attempt), Running { stop });
             tracing::info!(task_id = %task.task_id, node = %task.node, shard = task.shard_index, attempt = task.attempt, "task started");
             let (client, agent_id, settings, running, slot_freed) = (
                 client.clone(),
@@ -222,7 +232,10 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
                 let report = runner::run(&task, &agent_id, &settings, stopped).await;
                 tracing::info!(task_id = %task.task_id, exit_code = report.exit_code, timed_out = report.timed_out, cancelled = report.cancelled, "task finished");
                 report_completion(&client, report).await;
-                running.lock().await.remove(&task.task_id);
+                running
+                    .lock()
+                    .await
+                    .remove(&(task.task_id.clone(), task.attempt));
                 slot_freed.notify_one();
             });
         }
@@ -283,20 +296,12 @@ async fn heartbeats(
     client: Client,
     agent_id: String,
     interval: Duration,
-    running: Arc<Mutex<HashMap<String, Running>>>,
+    running: Arc<Mutex<InHand>>,
     shutdown: Shutdown,
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        let leases: Vec<LeaseRef> = running
-            .lock()
-            .await
-            .iter()
-            .map(|(task_id, r)| LeaseRef {
-                task_id: task_id.clone(),
-                attempt: r.attempt,
-            })
-            .collect();
+        let leases = lease_refs(&*running.lock().await);
         if leases.is_empty() {
             if shutdown.is_cancelled() {
                 return;
@@ -314,7 +319,7 @@ async fn heartbeats(
                 let answer = answer.into_inner();
                 let tasks = running.lock().await;
                 for lease in answer.cancelled.iter().chain(&answer.lost) {
-                    if let Some(task) = tasks.get(&lease.task_id) {
+                    if let Some(task) = tasks.get(&(lease.task_id.clone(), lease.attempt)) {
                         tracing::info!(task_id = %lease.task_id, "stopping task the scheduler no longer wants");
                         let _ = task.stop.send(Some(Stop::Cancel));
                     }
@@ -350,12 +355,7 @@ async fn report_completion(client: &Client, report: CompleteTaskRequest) {
 }
 
 /// Lets running tasks finish within `grace`; hands back and stops the rest.
-async fn drain(
-    client: &Client,
-    agent_id: &str,
-    running: &Arc<Mutex<HashMap<String, Running>>>,
-    grace: Duration,
-) {
+async fn drain(client: &Client, agent_id: &str, running: &Arc<Mutex<InHand>>, grace: Duration) {
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         if running.lock().await.is_empty() {
@@ -365,13 +365,7 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let tasks = running.lock().await;
-    let leases: Vec<LeaseRef> = tasks
-        .iter()
-        .map(|(task_id, r)| LeaseRef {
-            task_id: task_id.clone(),
-            attempt: r.attempt,
-        })
-        .collect();
+    let leases = lease_refs(&tasks);
     tracing::warn!(
         tasks = leases.len(),
         "grace period over: handing tasks back"

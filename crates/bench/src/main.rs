@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         engine::run().await?;
     }
     if runs("gateway") {
-        gateway::run().await?;
+        Box::pin(gateway::run()).await?;
     }
     Ok(())
 }

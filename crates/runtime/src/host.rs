@@ -77,6 +77,18 @@ impl Running {
         }
     }
 
+    /// Requests shutdown and waits for the drain, leaving the handle in place (its ports are
+    /// free again afterwards): for tests that restart a service where it stood.
+    pub async fn halt(&mut self) {
+        self.shutdown.cancel();
+        let _ = (&mut self.grpc).await;
+        for task in &mut self.tasks {
+            let _ = tokio::time::timeout(self.grace, task).await;
+        }
+        let _ = (&mut self.metrics).await;
+        tracing::info!(service = self.service, "halted");
+    }
+
     /// Requests shutdown and waits for the drain.
     pub async fn stop(self) -> Result<(), RuntimeError> {
         self.shutdown.cancel();

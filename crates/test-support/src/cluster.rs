@@ -73,6 +73,8 @@ pub struct Cluster {
     pub control_plane: Running,
     pub scheduler: Running,
     pub monitoring: Running,
+    /// What the scheduler was started with, to restart it where it stood.
+    pub scheduler_config: switchyard_scheduler::SchedulerConfig,
 }
 
 /// A free loopback port, for a service whose address another must know before it starts.
@@ -112,30 +114,28 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
     )
     .await
     .unwrap();
-    let scheduler = switchyard_scheduler::start(
-        switchyard_scheduler::SchedulerConfig {
-            grpc: GrpcConfig {
-                listen: scheduler_addr,
-                ..grpc()
-            },
-            metrics: MetricsConfig::default(),
-            database: db.config("scheduler"),
-            outbox: outbox.clone(),
-            control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
-                "http://{control_plane_addr}"
-            )),
-            // Short leases so a lost agent's task comes back within a test's patience.
-            engine: switchyard_scheduler::config::EngineConfig {
-                lease: Duration::from_secs(2),
-                sweep_interval: Duration::from_millis(200),
-                ..Default::default()
-            },
+    let scheduler_config = switchyard_scheduler::SchedulerConfig {
+        grpc: GrpcConfig {
+            listen: scheduler_addr,
+            ..grpc()
+        },
+        metrics: MetricsConfig::default(),
+        database: db.config("scheduler"),
+        outbox: outbox.clone(),
+        control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
+            "http://{control_plane_addr}"
+        )),
+        // Short leases so a lost agent's task comes back within a test's patience.
+        engine: switchyard_scheduler::config::EngineConfig {
+            lease: Duration::from_secs(2),
+            sweep_interval: Duration::from_millis(200),
             ..Default::default()
         },
-        Shutdown::new(),
-    )
-    .await
-    .unwrap();
+        ..Default::default()
+    };
+    let scheduler = switchyard_scheduler::start(scheduler_config.clone(), Shutdown::new())
+        .await
+        .unwrap();
     let monitoring = switchyard_monitoring::start(
         switchyard_monitoring::MonitoringConfig {
             grpc: grpc(),
@@ -152,6 +152,7 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
         audit,
         control_plane,
         scheduler,
+        scheduler_config,
         monitoring,
     }
 }
@@ -166,6 +167,18 @@ impl Cluster {
         ] {
             service.stop().await.unwrap();
         }
+    }
+}
+
+impl Cluster {
+    /// Stops the scheduler (drained, as on SIGTERM) and starts a fresh one on the same address
+    /// and database: a restart mid-run.
+    pub async fn restart_scheduler(&mut self) {
+        self.scheduler.halt().await;
+        let fresh = switchyard_scheduler::start(self.scheduler_config.clone(), Shutdown::new())
+            .await
+            .unwrap();
+        self.scheduler = fresh;
     }
 }
 

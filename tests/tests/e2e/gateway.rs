@@ -195,12 +195,12 @@ async fn ci_client_flow(db: TestDatabase) {
 
 #[tokio::test]
 async fn ci_client_flow_on_postgres_and_redis() {
-    ci_client_flow(TestDatabase::postgres().await).await;
+    Box::pin(ci_client_flow(TestDatabase::postgres().await)).await;
 }
 
 #[tokio::test]
 async fn ci_client_flow_on_sqlite() {
-    ci_client_flow(TestDatabase::sqlite()).await;
+    Box::pin(ci_client_flow(TestDatabase::sqlite())).await;
 }
 
 /// How many runs the project has (as the bootstrap admin sees them).

@@ -478,3 +478,44 @@ async fn a_cron_schedule_starts_runs_until_paused() {
     assert_eq!(s.api.get(&path, ci).await.body["items"], json!([]));
     s.stop().await;
 }
+
+/// The scheduler restarts while a run's shards are running: agents' calls fail for a moment
+/// and are retried, the run completes, and no task is completed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_survives_a_scheduler_restart() {
+    let db = TestDatabase::postgres().await;
+    let mut s = setup(&db).await;
+    let started = s._dir.path().join("started");
+    std::fs::create_dir_all(&started).unwrap();
+    s.workflow(
+        "steady",
+        json!({"nodes": [
+            {"id": "work", "shards": 3,
+             "run": format!("touch {}/$SWITCHYARD_SHARD_INDEX-$SWITCHYARD_ATTEMPT && sleep 1", started.display())},
+            {"id": "after", "needs": ["work"], "run": "true"}]}),
+    )
+    .await;
+    let run = s.start("steady").await;
+    eventually("shards are running", Duration::from_secs(30), || async {
+        (std::fs::read_dir(&started).map(|d| d.count()).unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    s.api.cluster.restart_scheduler().await;
+    let done = s.finished(&run).await;
+    assert_eq!(done["status"], "completed", "{done:?}");
+    let tasks = s
+        .api
+        .get(&format!("/api/v1/runs/{run}/tasks"), Some(&s.ci))
+        .await;
+    let items = tasks.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{:?}", tasks.body);
+    assert!(
+        items.iter().all(|t| t["status"] == "succeeded"),
+        "{:?}",
+        tasks.body
+    );
+    // Each shard's accepted completion is its last attempt; a lease lost during the restart
+    // shows as a higher attempt, never as a second completion.
+    assert_eq!(done["tasks"]["succeeded"], 4, "{done:?}");
+    s.stop().await;
+}

@@ -247,12 +247,12 @@ async fn gherkin_ingestion(db: TestDatabase) {
 
 #[tokio::test]
 async fn gherkin_ingestion_on_postgres() {
-    gherkin_ingestion(TestDatabase::postgres().await).await;
+    Box::pin(gherkin_ingestion(TestDatabase::postgres().await)).await;
 }
 
 #[tokio::test]
 async fn gherkin_ingestion_on_sqlite() {
-    gherkin_ingestion(TestDatabase::sqlite()).await;
+    Box::pin(gherkin_ingestion(TestDatabase::sqlite())).await;
 }
 
 /// Writes `content` under the test data root and returns its `file://` URL.
