@@ -49,6 +49,9 @@ pub struct EngineConfig {
     /// Attempts of one task that may be lost to the platform (expired leases) before it is
     /// dead-lettered.
     pub infra_attempts: u32,
+    /// How long a ready task may wait for an agent before its run ends `infra_failed`.
+    #[serde(with = "humantime_serde")]
+    pub schedule_to_start: Duration,
     /// Finished runs (with their tasks and dead letters) are deleted after this long.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
             infra_attempts: 3,
+            schedule_to_start: Duration::from_secs(600),
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_interval: Duration::from_secs(3600),
         }
@@ -76,6 +80,7 @@ impl EngineConfig {
             budget: Budget {
                 infra_attempts: self.infra_attempts,
             },
+            schedule_to_start: self.schedule_to_start,
         }
     }
 }
@@ -102,6 +107,9 @@ impl Validate for SchedulerConfig {
         }
         if self.engine.retention_interval.is_zero() {
             problems.push("engine.retention_interval must be greater than zero".into());
+        }
+        if self.engine.schedule_to_start < Duration::from_secs(1) {
+            problems.push("engine.schedule_to_start must be at least 1s".into());
         }
         if self.engine.infra_attempts == 0 {
             problems.push("engine.infra_attempts must be at least 1".into());

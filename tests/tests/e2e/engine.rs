@@ -568,3 +568,59 @@ async fn a_run_past_its_deadline_ends_timed_out() {
         vec!["provisioning", "running", "timed_out"]
     );
 }
+
+/// A task no live agent can take (nobody has its labels) ends its run `infra_failed` after the
+/// schedule-to-start timeout; a task a live agent could take keeps waiting however long.
+#[tokio::test]
+async fn a_task_no_agent_can_take_fails_the_run_as_infrastructure() {
+    let db = TestDatabase::postgres().await;
+    let engine = engine(
+        &db,
+        Settings {
+            schedule_to_start: Duration::from_millis(200),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let stranded = run_id(11);
+    submit(
+        &engine,
+        &stranded,
+        json!({"nodes": [{"id": "t", "run": "x", "labels": {"gpu": "a100"}}]}),
+    )
+    .await;
+    let plain = run_id(12);
+    submit(&engine, &plain, json!({"nodes": [{"id": "t", "run": "x"}]})).await;
+    // A live agent without GPUs: it could take `plain`, not `stranded`.
+    sea_orm::ActiveModelTrait::insert(
+        switchyard_scheduler::store::entity::agent::ActiveModel {
+            id: sea_orm::Set("agent-live".into()),
+            name: sea_orm::Set("cpu".into()),
+            labels_json: sea_orm::Set("{}".into()),
+            capacity: sea_orm::Set(1),
+            version: sea_orm::Set("test".into()),
+            token_id: sea_orm::Set("t".into()),
+            registered_at: sea_orm::Set(chrono::Utc::now()),
+            last_heartbeat_at: sea_orm::Set(chrono::Utc::now()),
+        },
+        &engine.db,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        engine.expire_unstarted().await.unwrap(),
+        0,
+        "nothing waited long yet"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(engine.expire_unstarted().await.unwrap(), 1);
+    assert_eq!(
+        reported(&engine.db, &stranded).await,
+        vec!["provisioning", "infra_failed"]
+    );
+    assert_eq!(
+        reported(&engine.db, &plain).await,
+        vec!["provisioning"],
+        "still waiting"
+    );
+}

@@ -29,6 +29,9 @@ pub struct Settings {
     /// How long a poll's lease lasts before a heartbeat must extend it.
     pub lease: Duration,
     pub budget: Budget,
+    /// How long a ready task may wait for an agent before its run ends `infra_failed` (no
+    /// agent with the labels, or none at all).
+    pub schedule_to_start: Duration,
 }
 
 impl Default for Settings {
@@ -36,6 +39,7 @@ impl Default for Settings {
         Settings {
             lease: Duration::from_secs(30),
             budget: Budget::default(),
+            schedule_to_start: Duration::from_secs(600),
         }
     }
 }
@@ -339,6 +343,52 @@ impl Engine {
             Self::stop(&txn, &run.id, &reason, "timed_out").await?;
             txn.commit().await?;
             tracing::warn!(run_id = %run.id, "run deadline passed; stopping its tasks");
+            stopped += 1;
+        }
+        Ok(stopped)
+    }
+
+    /// Ends runs with a task that no agent took within the schedule-to-start timeout: they
+    /// stop like a cancel and end `infra_failed`. Returns how many were stopped.
+    pub async fn expire_unstarted(&self) -> Result<u32> {
+        let limit = chrono::Duration::from_std(self.settings.schedule_to_start).unwrap_or_default();
+        let now = Utc::now();
+        let waiting = queue::waiting_since(&self.db, now - limit, 100).await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        // A busy pool is not a missing one: a task that a live agent could run keeps waiting.
+        let alive_since =
+            now - chrono::Duration::from_std(self.settings.lease * 3).unwrap_or_default();
+        let live: Vec<BTreeMap<String, String>> =
+            crate::store::agents::alive_since(&self.db, alive_since)
+                .await?
+                .iter()
+                .map(crate::store::agents::labels)
+                .collect();
+        let mut stopped = 0;
+        let mut seen = std::collections::HashSet::new();
+        for task in waiting {
+            if live
+                .iter()
+                .any(|labels| queue::labels_match(&task.labels_json, labels))
+            {
+                continue;
+            }
+            if !seen.insert(task.run_id.clone()) {
+                continue;
+            }
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+            let reason = format!(
+                "no agent took task {} (node {}, labels {}) within {}s",
+                task.uuid,
+                task.node,
+                task.labels_json,
+                self.settings.schedule_to_start.as_secs()
+            );
+            Self::stop(&txn, &task.run_id, &reason, "infra_failed").await?;
+            txn.commit().await?;
+            tracing::warn!(run_id = %task.run_id, %reason, "run stopped: schedule-to-start timeout");
             stopped += 1;
         }
         Ok(stopped)
@@ -719,6 +769,9 @@ pub fn spawn_sweeper(
             }
             if let Err(error) = engine.expire_runs().await {
                 tracing::warn!(%error, "run deadline check failed");
+            }
+            if let Err(error) = engine.expire_unstarted().await {
+                tracing::warn!(%error, "schedule-to-start check failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

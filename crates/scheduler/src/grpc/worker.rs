@@ -124,6 +124,8 @@ impl WorkerService for SchedulerApi {
         let req = request.into_inner();
         let agent = self.own_agent(&who, &req.agent_id).await?;
         let labels = agents::labels(&agent);
+        // A polling agent is alive even with nothing in hand (it heartbeats only leases).
+        agents::touch(&self.engine.db, agent.clone()).await?;
         let max = req
             .max_tasks
             .min(agent.capacity as u32)

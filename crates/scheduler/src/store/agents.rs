@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use super::entity::agent;
 use super::new_id;
@@ -48,4 +48,15 @@ pub async fn touch<C: ConnectionTrait>(conn: &C, agent: agent::Model) -> Result<
 
 pub fn labels(agent: &agent::Model) -> BTreeMap<String, String> {
     serde_json::from_str(&agent.labels_json).unwrap_or_default()
+}
+
+/// Agents that heartbeated (or registered) since `since`.
+pub async fn alive_since<C: ConnectionTrait>(
+    conn: &C,
+    since: DateTime<Utc>,
+) -> Result<Vec<agent::Model>> {
+    Ok(agent::Entity::find()
+        .filter(agent::Column::LastHeartbeatAt.gt(since))
+        .all(conn)
+        .await?)
 }

@@ -203,6 +203,35 @@ pub async fn expired<C: ConnectionTrait>(
         .await?)
 }
 
+/// Queued tasks eligible since before `since` (never taken by any agent since), of runs not
+/// already stopping.
+pub async fn waiting_since<C: ConnectionTrait>(
+    conn: &C,
+    since: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<task::Model>> {
+    use super::entity::run;
+    let stopping: Vec<String> = run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::CancelRequested.eq(true))
+        .filter(run::Column::FinishedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut query = task::Entity::find()
+        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(task::Column::NotBefore.lt(since));
+    if !stopping.is_empty() {
+        query = query.filter(task::Column::RunId.is_not_in(stopping));
+    }
+    Ok(query
+        .order_by_asc(task::Column::NotBefore)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
 /// Unfinished tasks of a run (queued, leased or dead).
 pub async fn open_for_run<C: ConnectionTrait>(conn: &C, run_id: &str) -> Result<Vec<task::Model>> {
     Ok(task::Entity::find()
