@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, Set, Statement,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use switchyard_runtime::outbox;
 use switchyard_runtime::shutdown::Shutdown;
 
@@ -22,21 +19,9 @@ use crate::store::entity::service_token;
 /// Deactivates expired tokens; `None` when another replica holds the job this round.
 pub async fn deactivate_expired_tokens(state: &State) -> Result<Option<u64>> {
     let txn = switchyard_runtime::db::write_txn(&state.db).await?;
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        let key = switchyard_runtime::migrate::lock_key("control-plane.token-expiry");
-        let row = txn
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                format!("SELECT pg_try_advisory_xact_lock({key}) AS locked"),
-            ))
-            .await?;
-        if !row
-            .and_then(|r| r.try_get::<bool>("", "locked").ok())
-            .unwrap_or(false)
-        {
-            txn.rollback().await?;
-            return Ok(None);
-        }
+    if !switchyard_runtime::db::try_job_lock(&txn, "control-plane.token-expiry").await? {
+        txn.rollback().await?;
+        return Ok(None);
     }
     let now = Utc::now();
     let expired = service_token::Entity::find()

@@ -162,6 +162,29 @@ pub async fn write_txn(
     .await
 }
 
+/// Takes the lock of a periodic job for the rest of `txn`, so that one replica runs it this
+/// round: `false` when another replica holds it (PostgreSQL transaction-scoped advisory lock).
+/// SQLite is single-process: always `true`.
+pub async fn try_job_lock(
+    txn: &sea_orm::DatabaseTransaction,
+    job: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(true);
+    }
+    let key = crate::migrate::lock_key(job);
+    let row = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            format!("SELECT pg_try_advisory_xact_lock({key}) AS locked"),
+        ))
+        .await?;
+    Ok(row
+        .and_then(|r| r.try_get::<bool>("", "locked").ok())
+        .unwrap_or(false))
+}
+
 /// A plain sea-orm entity (no relations: services check ownership themselves) in a module of
 /// its own: `entity!(task, "tasks", { #[sea_orm(primary_key)] pub id: i64, ... });`. The
 /// calling crate depends on sea-orm.

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use switchyard_runtime::shutdown::Shutdown;
 
 use super::Engine;
@@ -32,21 +30,9 @@ pub async fn retention(engine: &Engine, retention: Duration) -> Result<Option<De
     let mut total = Deleted::default();
     loop {
         let txn = switchyard_runtime::db::write_txn(&engine.db).await?;
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            let key = switchyard_runtime::migrate::lock_key("scheduler.retention");
-            let row = txn
-                .query_one_raw(Statement::from_string(
-                    DatabaseBackend::Postgres,
-                    format!("SELECT pg_try_advisory_xact_lock({key}) AS locked"),
-                ))
-                .await?;
-            let locked = row
-                .and_then(|r| r.try_get::<bool>("", "locked").ok())
-                .unwrap_or(false);
-            if !locked {
-                txn.rollback().await?;
-                return Ok(None);
-            }
+        if !switchyard_runtime::db::try_job_lock(&txn, "scheduler.retention").await? {
+            txn.rollback().await?;
+            return Ok(None);
         }
         let ids: Vec<String> = run::Entity::find()
             .select_only()

@@ -710,10 +710,12 @@ impl Engine {
         reason: &str,
         status: &str,
     ) -> Result<()> {
-        let Some(_) = runs::find(conn, run_id).await? else {
-            return Ok(());
+        // A run the scheduler never took has nothing to stop.
+        let run = match runs::lock(conn, run_id).await {
+            Ok(run) => run,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(other) => return Err(other),
         };
-        let run = runs::lock(conn, run_id).await?;
         if run.finished_at.is_some() || run.cancel_requested {
             return Ok(());
         }

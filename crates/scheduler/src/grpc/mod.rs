@@ -42,3 +42,23 @@ impl SchedulerApi {
         }
     }
 }
+
+impl SchedulerApi {
+    /// Records a refused call in the audit trail (its own transaction: nothing else changes)
+    /// and returns the status to answer with. A failure to record is logged.
+    pub(crate) async fn deny(
+        &self,
+        ctx: &switchyard_runtime::auth::CallContext,
+        fact: switchyard_runtime::outbox::AuditFact<'_>,
+        denial: switchyard_runtime::auth::Denial,
+    ) -> tonic::Status {
+        use switchyard_runtime::outbox;
+        let details = serde_json::json!({ "reason": denial.reason() });
+        let action = fact.action;
+        let record = outbox::request_record(ctx, fact, &details);
+        if let Err(error) = outbox::enqueue_audit(&self.engine.db, crate::SERVICE, record).await {
+            tracing::error!(%error, action, "could not audit a denied call");
+        }
+        denial.code().status(denial.message(), Vec::new())
+    }
+}

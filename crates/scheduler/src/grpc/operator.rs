@@ -9,12 +9,11 @@ use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterServi
 use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerService;
 use switchyard_proto::scheduler::v1::*;
 use switchyard_runtime::auth::{self, CallContext, Scope, Tenant};
-use switchyard_runtime::outbox::{self, AuditFact};
+use switchyard_runtime::outbox::AuditFact;
 use switchyard_runtime::time::to_proto;
 use tonic::{Request, Response, Status};
 
 use super::SchedulerApi;
-use crate::SERVICE;
 use crate::domain::task_status::TaskStatus;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -29,7 +28,9 @@ fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
     Ok((ctx, request.into_inner()))
 }
 
-fn page(request: Option<&switchyard_proto::common::v1::PageRequest>) -> (u64, Option<String>) {
+pub(super) fn page(
+    request: Option<&switchyard_proto::common::v1::PageRequest>,
+) -> (u64, Option<String>) {
     let limit = match request.map(|p| u64::from(p.limit)).unwrap_or(0) {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
@@ -51,25 +52,18 @@ impl SchedulerApi {
             org_id: &run.org_id,
             project_id: Some(&run.project_id),
         };
-        match auth::authorize(ctx.principal.as_ref(), scope, tenant) {
-            Ok(()) => Ok(()),
-            Err(denial) => {
-                let fact = AuditFact {
-                    action,
-                    resource_type: "run",
-                    resource_id: &run.id,
-                    org_id: &run.org_id,
-                    project_id: &run.project_id,
-                    outcome: Outcome::Denied,
-                };
-                let details = serde_json::json!({ "reason": denial.reason() });
-                let record = outbox::request_record(ctx, fact, &details);
-                if let Err(error) = outbox::enqueue_audit(&self.engine.db, SERVICE, record).await {
-                    tracing::error!(%error, action, "could not audit a denied call");
-                }
-                Err(denial.code().status(denial.message(), Vec::new()))
-            }
+        if let Err(denial) = auth::authorize(ctx.principal.as_ref(), scope, tenant) {
+            let fact = AuditFact {
+                action,
+                resource_type: "run",
+                resource_id: &run.id,
+                org_id: &run.org_id,
+                project_id: &run.project_id,
+                outcome: Outcome::Denied,
+            };
+            return Err(self.deny(ctx, fact, denial).await);
         }
+        Ok(())
     }
 
     async fn run_for(

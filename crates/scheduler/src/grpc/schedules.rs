@@ -86,12 +86,7 @@ impl SchedulerApi {
                 project_id: &project.id,
                 outcome: Outcome::Denied,
             };
-            let details = serde_json::json!({ "reason": denial.reason() });
-            let record = outbox::request_record(ctx, fact, &details);
-            if let Err(error) = outbox::enqueue_audit(&self.engine.db, SERVICE, record).await {
-                tracing::error!(%error, action, "could not audit a denied call");
-            }
-            return Err(denial.code().status(denial.message(), Vec::new()));
+            return Err(self.deny(ctx, fact, denial).await);
         }
         Ok(project.org_id)
     }
@@ -200,15 +195,7 @@ impl ScheduleService for SchedulerApi {
         let (ctx, req) = context(request)?;
         self.authorize_project(&ctx, &req.project_id, Scope::RunsRead, "schedule.list")
             .await?;
-        let limit = match req.page.as_ref().map(|p| u64::from(p.limit)).unwrap_or(0) {
-            0 => 50,
-            n => n.min(500),
-        };
-        let cursor = req
-            .page
-            .as_ref()
-            .map(|p| p.cursor.clone())
-            .filter(|c| !c.is_empty());
+        let (limit, cursor) = super::operator::page(req.page.as_ref());
         let mut rows = schedules::list(
             &self.engine.db,
             &req.project_id,
