@@ -237,17 +237,16 @@ impl Engine {
             .map(|(id, attempt)| (id.clone(), *attempt as i32))
             .collect();
         let held = queue::extend(&txn, agent_id, &wanted, expires).await?;
+        // Which of the held tasks belong to runs being stopped: two queries for the whole beat.
+        let held_ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
+        let stopping = queue::of_stopping_runs(&txn, &held_ids).await?;
         let mut beat = Beat::default();
         for (id, attempt) in leases {
             if !held.iter().any(|(h, a)| h == id && *a == *attempt as i32) {
                 beat.lost.push((id.clone(), *attempt));
                 continue;
             }
-            let task = queue::lock(&txn, id).await?;
-            let cancelled = runs::find(&txn, &task.run_id)
-                .await?
-                .is_some_and(|r| r.cancel_requested);
-            if cancelled {
+            if stopping.contains(id) {
                 beat.cancelled.push((id.clone(), *attempt));
             } else {
                 beat.held.push((id.clone(), *attempt));

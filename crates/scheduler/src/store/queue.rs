@@ -187,6 +187,43 @@ pub async fn extend<C: ConnectionTrait>(
     Ok(held)
 }
 
+/// Of the tasks with these public ids, those whose run is being stopped (cancel or deadline).
+pub async fn of_stopping_runs<C: ConnectionTrait>(
+    conn: &C,
+    uuids: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    use super::entity::run;
+    if uuids.is_empty() {
+        return Ok(Default::default());
+    }
+    let tasks: Vec<(String, String)> = task::Entity::find()
+        .select_only()
+        .column(task::Column::Uuid)
+        .column(task::Column::RunId)
+        .filter(task::Column::Uuid.is_in(uuids.iter().cloned()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut run_ids: Vec<&str> = tasks.iter().map(|(_, run)| run.as_str()).collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    let stopping: std::collections::HashSet<String> = run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::Id.is_in(run_ids))
+        .filter(run::Column::CancelRequested.eq(true))
+        .into_tuple::<String>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(tasks
+        .into_iter()
+        .filter(|(_, run)| stopping.contains(run))
+        .map(|(task, _)| task)
+        .collect())
+}
+
 /// Leases that expired before `now`: candidates for the sweeper, which re-checks each one
 /// under its lock.
 pub async fn expired<C: ConnectionTrait>(
