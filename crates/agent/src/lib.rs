@@ -3,6 +3,7 @@
 //! was cancelled or lost), reports each result, and on shutdown finishes its tasks within a
 //! grace period or hands them back.
 
+pub mod artifacts;
 pub mod runner;
 pub mod tail;
 
@@ -33,7 +34,11 @@ pub struct AgentConfig {
     /// Tasks run at once.
     pub capacity: u32,
     pub work_dir: PathBuf,
-    pub artifact_dir: PathBuf,
+    /// Where artifacts are stored: `file:///absolute/path` or `s3://bucket/prefix`.
+    pub artifact_store: String,
+    /// Object-store options (`aws_endpoint`, `aws_allow_http`, ...), laid over `AWS_*` from
+    /// the environment.
+    pub artifact_store_options: Vec<(String, String)>,
     /// How long one poll waits for work.
     pub poll_wait: Duration,
     pub tail_bytes: usize,
@@ -51,7 +56,8 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             capacity: 4,
             work_dir: dir.join("work"),
-            artifact_dir: dir.join("artifacts"),
+            artifact_store: artifacts::local_url(dir),
+            artifact_store_options: Vec::new(),
             poll_wait: Duration::from_secs(20),
             tail_bytes: 32 * 1024,
             kill_grace: Duration::from_secs(5),
@@ -153,6 +159,10 @@ pub enum AgentError {
 
 /// Runs the agent until `shutdown`, then drains.
 pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentError> {
+    let artifacts =
+        artifacts::ArtifactStore::open(&config.artifact_store, &config.artifact_store_options)
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+    tracing::info!(artifact_store = %config.artifact_store, "artifact store opened");
     let channel = switchyard_runtime::grpc::channel(&config.scheduler)
         .map_err(|e| AgentError::Config(format!("scheduler URL: {e}")))?;
     let header = format!("Bearer {}", config.token)
@@ -175,7 +185,7 @@ pub async fn run(config: AgentConfig, shutdown: Shutdown) -> Result<(), AgentErr
     ));
     let settings = Arc::new(runner::Settings {
         work_dir: config.work_dir.clone(),
-        artifact_dir: config.artifact_dir.clone(),
+        artifacts,
         tail_bytes: config.tail_bytes,
         kill_grace: config.kill_grace,
     });

@@ -36,6 +36,15 @@ struct Args {
         default_value = ".switchyard-agent"
     )]
     dir: PathBuf,
+    /// Where task artifacts go: `file:///absolute/path` or `s3://bucket/prefix` (keys
+    /// `<prefix>/<run>/<task>-<attempt>/<name>`). Default: `<dir>/artifacts`.
+    #[arg(long, env = "SWITCHYARD_AGENT_ARTIFACT_STORE")]
+    artifact_store: Option<String>,
+    /// An object-store option `key=value` for the artifact store (`aws_endpoint`,
+    /// `aws_allow_http`, `aws_region`, ...); repeat. `AWS_*` environment variables are read
+    /// too; these win.
+    #[arg(long = "artifact-store-option")]
+    artifact_store_options: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +57,14 @@ fn main() -> ExitCode {
         };
         labels.insert(key.trim().to_owned(), value.trim().to_owned());
     }
+    let mut artifact_store_options = Vec::new();
+    for option in &args.artifact_store_options {
+        let Some((key, value)) = option.split_once('=') else {
+            eprintln!("switchyard-agent: artifact store option `{option}` is not key=value");
+            return ExitCode::from(64);
+        };
+        artifact_store_options.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
     if args.capacity == 0 {
         eprintln!("switchyard-agent: capacity must be at least 1");
         return ExitCode::from(64);
@@ -56,6 +73,10 @@ fn main() -> ExitCode {
     config.name = args.name;
     config.labels = labels;
     config.capacity = args.capacity;
+    if let Some(url) = args.artifact_store {
+        config.artifact_store = url;
+    }
+    config.artifact_store_options = artifact_store_options;
     let telemetry = switchyard_runtime::config::TelemetryConfig::default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -78,6 +99,10 @@ fn main() -> ExitCode {
         guard.shutdown(std::time::Duration::from_secs(2));
         match outcome {
             Ok(()) => ExitCode::SUCCESS,
+            Err(error @ switchyard_agent::AgentError::Config(_)) => {
+                eprintln!("switchyard-agent: {error}");
+                ExitCode::from(64)
+            }
             Err(error) => {
                 eprintln!("switchyard-agent: {error}");
                 ExitCode::from(69)

@@ -7,20 +7,21 @@
 //! - `$SWITCHYARD_OUTPUTS`: a JSON object merged into the run's state;
 //! - `$SWITCHYARD_RESULTS`: `{"passed", "failed", "skipped", "coverage": [{"path",
 //!   "covered_lines", "executable_lines"}]}`;
-//! - `$SWITCHYARD_ARTIFACTS/`: files stored in the artifact directory with their SHA-256.
+//! - `$SWITCHYARD_ARTIFACTS/`: files stored in the artifact store with their SHA-256 (see
+//!   [`crate::artifacts`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use switchyard_proto::scheduler::v1::{
-    Artifact, CompleteTaskRequest, FileCoverageReport, LeaseRef, LeasedTask, TestCounts,
+    CompleteTaskRequest, FileCoverageReport, LeaseRef, LeasedTask, TestCounts,
 };
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use crate::artifacts::ArtifactStore;
 use crate::tail::Tail;
 
 /// Why the agent stopped a task itself.
@@ -32,7 +33,7 @@ pub enum Stop {
 
 pub struct Settings {
     pub work_dir: PathBuf,
-    pub artifact_dir: PathBuf,
+    pub artifacts: ArtifactStore,
     pub tail_bytes: usize,
     /// Time between SIGTERM and SIGKILL when stopping a process group.
     pub kill_grace: Duration,
@@ -168,7 +169,7 @@ pub async fn run(
         report.tests = Some(tests);
         report.coverage = coverage;
     }
-    report.artifacts = store_artifacts(&artifacts, &settings.artifact_dir, task).await;
+    report.artifacts = settings.artifacts.store_dir(&artifacts, task).await;
     report.finished_at = Some(std::time::SystemTime::now().into());
     if let Err(error) = tokio::fs::remove_dir_all(&dir).await {
         tracing::debug!(%error, dir = %dir.display(), "work directory not removed");
@@ -250,41 +251,4 @@ async fn read_results(path: &Path) -> Option<(TestCounts, Vec<FileCoverageReport
             })
             .collect(),
     ))
-}
-
-/// Copies each file the command left in the artifacts directory to
-/// `<artifact_dir>/<run>/<task>-<attempt>/<name>`, with its size and SHA-256.
-async fn store_artifacts(from: &Path, to: &Path, task: &LeasedTask) -> Vec<Artifact> {
-    let mut stored = Vec::new();
-    let Ok(mut entries) = tokio::fs::read_dir(from).await else {
-        return stored;
-    };
-    let target = to
-        .join(&task.run_id)
-        .join(format!("{}-{}", task.task_id, task.attempt));
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let path = entry.path();
-        if !entry.file_type().await.is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(bytes) = tokio::fs::read(&path).await else {
-            continue;
-        };
-        if tokio::fs::create_dir_all(&target).await.is_err() {
-            continue;
-        }
-        let destination = target.join(&name);
-        if let Err(error) = tokio::fs::write(&destination, &bytes).await {
-            tracing::warn!(%error, artifact = %name, "artifact not stored");
-            continue;
-        }
-        stored.push(Artifact {
-            name,
-            location: format!("file://{}", destination.display()),
-            size_bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        });
-    }
-    stored
 }

@@ -16,7 +16,19 @@ switchyard_runtime::service_config! {
         /// gRPC endpoint of the control plane, which authenticates agents' tokens.
         pub control_plane: ControlPlaneEndpoint,
         pub engine: EngineConfig,
+        pub artifacts: ArtifactsConfig,
     }
+}
+
+/// How the scheduler reaches artifact stores (to delete what is past
+/// `engine.artifact_retention`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsConfig {
+    /// Options handed to the object store for `s3://` locations (`aws_endpoint`,
+    /// `aws_region`, `aws_allow_http`, ...); `AWS_*` environment variables are read as well,
+    /// and these win.
+    pub object_store: std::collections::BTreeMap<String, String>,
 }
 
 /// A gRPC URL with a default (`Default` is what the config macro fills fields with).
@@ -55,9 +67,13 @@ pub struct EngineConfig {
     /// Finished runs (with their tasks and dead letters) are deleted after this long.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
-    /// How often the retention job runs (once across replicas).
+    /// How often the retention jobs run (once across replicas).
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Artifacts agents reported are deleted from their stores after this long; at most
+    /// `retention` (a run is deleted only once its artifacts are gone).
+    #[serde(with = "humantime_serde")]
+    pub artifact_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +85,7 @@ impl Default for EngineConfig {
             schedule_to_start: Duration::from_secs(600),
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_interval: Duration::from_secs(3600),
+            artifact_retention: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }
@@ -105,6 +122,13 @@ impl Validate for SchedulerConfig {
         if self.engine.retention < Duration::from_secs(3600) {
             problems.push("engine.retention must be at least 1h".into());
         }
+        if self.engine.artifact_retention < Duration::from_secs(3600) {
+            problems.push("engine.artifact_retention must be at least 1h".into());
+        }
+        if self.engine.artifact_retention > self.engine.retention {
+            problems
+                .push("engine.artifact_retention must not be longer than engine.retention".into());
+        }
         if self.engine.retention_interval.is_zero() {
             problems.push("engine.retention_interval must be greater than zero".into());
         }
@@ -115,5 +139,36 @@ impl Validate for SchedulerConfig {
             problems.push("engine.infra_attempts must be at least 1".into());
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_retention_must_not_outlive_run_retention() {
+        let mut config = SchedulerConfig::default();
+        let about_artifacts = |config: &SchedulerConfig| {
+            config
+                .validate()
+                .into_iter()
+                .filter(|p| p.contains("artifact_retention"))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            about_artifacts(&config).is_empty(),
+            "the defaults are valid"
+        );
+        config.engine.artifact_retention = config.engine.retention + Duration::from_secs(1);
+        assert_eq!(
+            about_artifacts(&config),
+            ["engine.artifact_retention must not be longer than engine.retention"]
+        );
+        config.engine.artifact_retention = Duration::from_secs(60);
+        assert_eq!(
+            about_artifacts(&config),
+            ["engine.artifact_retention must be at least 1h"]
+        );
     }
 }
