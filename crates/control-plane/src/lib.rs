@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod maintenance;
+pub mod run_changes;
 pub mod state;
 pub mod store;
 
@@ -71,6 +72,8 @@ pub async fn start(
             bootstrap_token,
             auth_cache_ttl,
             data,
+            run_changes: run_changes::RunChanges::new(),
+            shutdown: ctx.shutdown.clone(),
         });
         let expiry = maintenance::spawn(state.clone(), token_expiry_interval, ctx.shutdown.clone());
         let api = ControlPlaneApi::new(state);

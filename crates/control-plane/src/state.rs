@@ -1,5 +1,6 @@
-//! What every handler shares: the database, the cache, the token signer and the identity
-//! settings; plus the authorization gate and the audit helper, so both live in one place.
+//! What every handler shares: the database, the cache, the token signer, the identity
+//! settings, the hub of run status changes and the shutdown token; plus the authorization gate
+//! and the audit helper, so both live in one place.
 
 use std::time::Duration;
 
@@ -8,11 +9,13 @@ use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::{self, CallContext, Denial, Scope, Tenant};
 use switchyard_runtime::cache::Cache;
 use switchyard_runtime::outbox::{self, AuditFact};
+use switchyard_runtime::shutdown::Shutdown;
 
 use crate::SERVICE;
 use crate::data_source::DataSources;
 use crate::domain::access_token::Signer;
 use crate::error::{Error, Result};
+use crate::run_changes::RunChanges;
 use crate::store::{self, entity::project};
 
 pub struct State {
@@ -24,6 +27,10 @@ pub struct State {
     pub auth_cache_ttl: Duration,
     /// Where dataset versions are read from.
     pub data: DataSources,
+    /// Ids of runs whose status this replica changed, for `WatchRun` streams.
+    pub run_changes: RunChanges,
+    /// Cancelled when the service stops: long-lived streams end on it.
+    pub shutdown: Shutdown,
 }
 
 /// What a caller tried to do, for the audit record of a refusal.

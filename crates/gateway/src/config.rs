@@ -22,7 +22,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// Whole-request deadline, forwarded to the services as the gRPC deadline.
+    /// Deadline for the response, forwarded to the services as the gRPC deadline. An event
+    /// stream's deadline covers its first event; the stream then runs until the run is final.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// In-flight requests get this long to finish on shutdown.

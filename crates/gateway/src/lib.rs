@@ -85,13 +85,17 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
     let upstreams = Upstreams::connect(&config.upstream, config.http.request_timeout)?;
     let limiter = Limiter::new(&config.rate_limit);
     let grace = config.http.shutdown_grace;
+    let shutdown = shutdown.child_token();
     let state = AppState {
         upstreams,
         cache,
         limiter: limiter.clone(),
         config: Arc::new(config),
+        shutdown: shutdown.clone(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            routes::run_events::MAX_OPEN_STREAMS,
+        )),
     };
-    let shutdown = shutdown.child_token();
     tokio::spawn(prune_limiter(limiter, shutdown.clone()));
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();

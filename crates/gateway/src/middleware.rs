@@ -50,6 +50,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
+    // Bounds the time to the response head. A streamed body (Server-Sent Events) is sent
+    // after this returns, so the timeout never cuts a stream off.
     let timeout: Duration = state.config.http.request_timeout;
     let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use switchyard_runtime::cache::Cache;
+use switchyard_runtime::shutdown::Shutdown;
+use tokio::sync::Semaphore;
 
 use crate::config::GatewayConfig;
 use crate::rate_limit::Limiter;
@@ -14,4 +16,9 @@ pub struct AppState {
     pub cache: Cache,
     pub limiter: Limiter,
     pub config: Arc<GatewayConfig>,
+    /// Cancelled when the gateway stops: open event streams end on it, so the drain does not
+    /// wait for runs to finish.
+    pub shutdown: Shutdown,
+    /// Permits for open event streams (`GET /api/v1/runs/{id}/events`).
+    pub event_streams: Arc<Semaphore>,
 }

@@ -262,6 +262,31 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
     .await
     .unwrap();
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    // `run watch` follows the event stream: a live run to its end, a finished one at once.
+    let started = cli(&["run", "start", "--project", &project, "--workflow", "hello"])
+        .output()
+        .await
+        .unwrap();
+    let live = String::from_utf8_lossy(&started.stdout).into_owned();
+    let live = live.split_whitespace().nth(1).unwrap().to_owned();
+    let watched = cli(&["run", "watch", &live]).output().await.unwrap();
+    let out = String::from_utf8_lossy(&watched.stdout).into_owned();
+    assert_eq!(watched.status.code(), Some(0), "{watched:?}");
+    assert!(out.ends_with(&format!("run {live} completed\n")), "{out}");
+    let failed_id = String::from_utf8_lossy(&failed.stdout).into_owned();
+    let failed_id = failed_id.split_whitespace().nth(1).unwrap().to_owned();
+    let watched = cli(&["run", "watch", &failed_id]).output().await.unwrap();
+    let out = String::from_utf8_lossy(&watched.stdout).into_owned();
+    assert_eq!(watched.status.code(), Some(1), "{watched:?}");
+    assert!(
+        out.starts_with(&format!("run {failed_id} failed\n")),
+        "{out}"
+    );
+    let unknown = cli(&["run", "watch", "01900000-0000-7000-8000-000000000000"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(10), "{unknown:?}");
     let refused = cli(&[
         "run",
         "start",

@@ -3,7 +3,9 @@
 pub mod dlq;
 pub mod http;
 pub mod run;
+pub mod sse;
 pub mod token;
+pub mod watch;
 pub mod workflow;
 
 use std::process::ExitCode;

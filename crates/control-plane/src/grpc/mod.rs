@@ -1,6 +1,6 @@
 //! gRPC handlers: translate requests, authorize through [`crate::state::State`], delegate to the
 //! store inside one transaction with the audit event. `sink` applies the scheduler's run
-//! status reports.
+//! status reports; `watch` streams a run's status changes.
 
 mod authenticate;
 mod convert;
@@ -10,6 +10,7 @@ mod runs;
 mod sink;
 mod suites;
 mod tenancy;
+mod watch;
 mod workflows;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! What the control plane consumes: run status reports from the scheduler. A batch is applied
 //! in one transaction, each event once (the inbox remembers its id); each applied change is
-//! audited in that transaction, as the scheduler's doing.
+//! audited in that transaction, as the scheduler's doing. Once the batch commits, the changed
+//! runs' ids go to [`crate::run_changes`] for the `WatchRun` streams.
 
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
@@ -34,6 +35,7 @@ impl EventSink for ControlPlaneApi {
             .map_err(Error::from)?;
         let (mut accepted, mut duplicates) = (0, 0);
         let mut fired_later = Vec::new();
+        let mut changed = Vec::new();
         for event in &events {
             if event.id.is_empty() {
                 return Err(Status::invalid_argument("an event has no id"));
@@ -48,7 +50,9 @@ impl EventSink for ControlPlaneApi {
             accepted += 1;
             match &event.payload {
                 Some(Payload::RunStatusChanged(change)) => {
-                    apply(&txn, change, &event.source).await?;
+                    if apply(&txn, change, &event.source).await? {
+                        changed.push(change.run_id.as_str());
+                    }
                 }
                 Some(Payload::ScheduleFired(fired)) => fired_later.push(fired.clone()),
                 _ => {
@@ -57,6 +61,9 @@ impl EventSink for ControlPlaneApi {
             }
         }
         txn.commit().await.map_err(Error::from)?;
+        for run_id in changed {
+            self.state.run_changes.publish(run_id);
+        }
         // Each fired schedule becomes a run in its own transaction (the run's idempotency key
         // is the fire key, so a redelivered event finds the run it made).
         for fired in fired_later {
@@ -71,29 +78,29 @@ impl EventSink for ControlPlaneApi {
 
 /// Moves the run through the state machine. A report the machine refuses (a run already
 /// cancelled here, a report that arrives after the end) is logged and skipped: refusing the
-/// batch would block every report behind it.
+/// batch would block every report behind it. Answers whether the run's status changed.
 async fn apply<C: sea_orm::ConnectionTrait>(
     conn: &C,
     change: &RunStatusChanged,
     source: &str,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let Some(current) = store::runs::find(conn, &change.run_id).await? else {
         tracing::warn!(run_id = %change.run_id, "status report for an unknown run ignored");
-        return Ok(());
+        return Ok(false);
     };
     let (Some(from), Some(to)) = (
         RunStatus::parse(&current.status),
         RunStatus::parse(&change.status),
     ) else {
         tracing::warn!(run_id = %change.run_id, status = %change.status, "unknown run status ignored");
-        return Ok(());
+        return Ok(false);
     };
     if from == to {
-        return Ok(());
+        return Ok(false);
     }
     if let Err(illegal) = from.transition(to) {
         tracing::info!(run_id = %change.run_id, %illegal, "status report skipped");
-        return Ok(());
+        return Ok(false);
     }
     let now = Utc::now();
     let mut active: run::ActiveModel = current.clone().into();
@@ -150,7 +157,7 @@ async fn apply<C: sea_orm::ConnectionTrait>(
         origin: None,
     };
     outbox::enqueue_audit(conn, SERVICE, record).await?;
-    Ok(())
+    Ok(true)
 }
 
 impl ControlPlaneApi {
