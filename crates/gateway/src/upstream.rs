@@ -1,5 +1,7 @@
 //! gRPC clients of the services, sharing one lazily connected channel each, and the helper
 //! that dresses every forwarded call with the caller's context and the request deadline.
+//! Long-lived streams (run watches) get a channel of their own, so they never take the HTTP/2
+//! stream slots that every other call to control-plane needs.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceCl
 use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
 use switchyard_proto::scheduler::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use switchyard_proto::scheduler::v1::dead_letter_service_client::DeadLetterServiceClient;
+use switchyard_proto::scheduler::v1::project_limit_service_client::ProjectLimitServiceClient;
 use switchyard_proto::scheduler::v1::schedule_service_client::ScheduleServiceClient;
 use switchyard_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
 use switchyard_runtime::auth::CallContext;
@@ -25,6 +28,8 @@ pub struct Upstreams {
     pub scheduler: GrpcChannel,
     pub monitoring: GrpcChannel,
     pub audit: GrpcChannel,
+    /// A second connection to control-plane, for `WatchRun` streams only.
+    pub control_plane_streams: GrpcChannel,
     timeout: Duration,
 }
 
@@ -38,6 +43,7 @@ impl Upstreams {
             scheduler: channel(&config.scheduler)?,
             monitoring: channel(&config.monitoring)?,
             audit: channel(&config.audit)?,
+            control_plane_streams: channel(&config.control_plane)?,
             timeout,
         })
     }
@@ -54,6 +60,10 @@ impl Upstreams {
     pub fn runs(&self) -> RunServiceClient<GrpcChannel> {
         RunServiceClient::new(self.control_plane.clone())
     }
+    /// Runs, over the streams-only connection.
+    pub fn run_watch(&self) -> RunServiceClient<GrpcChannel> {
+        RunServiceClient::new(self.control_plane_streams.clone())
+    }
     pub fn suites(&self) -> SuiteServiceClient<GrpcChannel> {
         SuiteServiceClient::new(self.control_plane.clone())
     }
@@ -69,6 +79,9 @@ impl Upstreams {
     pub fn schedules(&self) -> ScheduleServiceClient<GrpcChannel> {
         ScheduleServiceClient::new(self.scheduler.clone())
     }
+    pub fn limits(&self) -> ProjectLimitServiceClient<GrpcChannel> {
+        ProjectLimitServiceClient::new(self.scheduler.clone())
+    }
     pub fn agents(&self) -> AgentRegistryServiceClient<GrpcChannel> {
         AgentRegistryServiceClient::new(self.scheduler.clone())
     }
@@ -81,6 +94,15 @@ impl Upstreams {
         let mut request = tonic::Request::new(message);
         ctx.write_to(request.metadata_mut());
         request.set_timeout(self.timeout);
+        request
+    }
+
+    /// A request for a stream that lasts as long as a run: the caller's context but no gRPC
+    /// deadline, which would bound the whole stream. The gateway's request timeout still
+    /// bounds the wait for the stream's first message (dropping the call cancels it).
+    pub fn stream_request<T>(&self, ctx: &CallContext, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        ctx.write_to(request.metadata_mut());
         request
     }
 }

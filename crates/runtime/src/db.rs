@@ -162,6 +162,29 @@ pub async fn write_txn(
     .await
 }
 
+/// A periodic job's advisory-lock key, keyed by schema too: deployments (and tests) that
+/// share a database each run their own jobs.
+const JOB_KEY: &str = "hashtextextended('switchyard-job:' || current_schema() || ':' || $1, 0)";
+
+/// Waits for the lock of a periodic job and holds it for the rest of `txn` (what another
+/// replica mid-round looks like, for tests and tools). SQLite: nothing to hold.
+pub async fn hold_job_lock(
+    txn: &sea_orm::DatabaseTransaction,
+    job: &str,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        format!("SELECT pg_advisory_xact_lock({JOB_KEY})"),
+        [job.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Takes the lock of a periodic job for the rest of `txn`, so that one replica runs it this
 /// round: `false` when another replica holds it (PostgreSQL transaction-scoped advisory lock).
 /// SQLite is single-process: always `true`.
@@ -173,11 +196,11 @@ pub async fn try_job_lock(
     if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         return Ok(true);
     }
-    let key = crate::migrate::lock_key(job);
     let row = txn
-        .query_one_raw(sea_orm::Statement::from_string(
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DatabaseBackend::Postgres,
-            format!("SELECT pg_try_advisory_xact_lock({key}) AS locked"),
+            format!("SELECT pg_try_advisory_xact_lock({JOB_KEY}) AS locked"),
+            [job.into()],
         ))
         .await?;
     Ok(row

@@ -12,6 +12,7 @@ pub mod store;
 use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
 use switchyard_proto::scheduler::v1::agent_registry_service_server::AgentRegistryServiceServer;
 use switchyard_proto::scheduler::v1::dead_letter_service_server::DeadLetterServiceServer;
+use switchyard_proto::scheduler::v1::project_limit_service_server::ProjectLimitServiceServer;
 use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleServiceServer;
 use switchyard_proto::scheduler::v1::scheduler_service_server::SchedulerServiceServer;
 use switchyard_proto::scheduler::v1::worker_service_server::WorkerServiceServer;
@@ -36,8 +37,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let settings = config.engine.settings();
     let sweep_interval = config.engine.sweep_interval;
     let auth_endpoint = config.control_plane.clone();
-    let retention = config.engine.retention;
-    let retention_interval = config.engine.retention_interval;
+    let upkeep = engine::maintenance::Settings::from_config(&config);
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -54,18 +54,17 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             ctx.shutdown.clone(),
         )?;
         let engine = Engine::new(ctx.db.clone(), settings);
+        let wake_tasks = engine
+            .wake
+            .spawn_postgres(&ctx.db, ctx.shutdown.clone())
+            .await?;
         let sweeper = engine::spawn_sweeper(engine.clone(), sweep_interval, ctx.shutdown.clone());
         let cron = engine::cron_job::spawn(
             engine.clone(),
             std::time::Duration::from_secs(1),
             ctx.shutdown.clone(),
         );
-        let maintenance = engine::maintenance::spawn(
-            engine.clone(),
-            retention,
-            retention_interval,
-            ctx.shutdown.clone(),
-        );
+        let maintenance = engine::maintenance::spawn(engine.clone(), upkeep, ctx.shutdown.clone());
         let api = SchedulerApi::new(engine, switchyard_runtime::grpc::channel(&auth_endpoint)?);
         let routes = Routes::new(limit_messages!(
             SchedulerServiceServer::new(api.clone()),
@@ -83,6 +82,10 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             AgentRegistryServiceServer::new(api.clone()),
             grpc
         ))
+        .add_service(limit_messages!(
+            ProjectLimitServiceServer::new(api.clone()),
+            grpc
+        ))
         .add_service(limit_messages!(WorkerServiceServer::new(api.clone()), grpc))
         .add_service(limit_messages!(EventSinkServer::new(api), grpc));
         Ok(Built {
@@ -92,10 +95,14 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 <DeadLetterServiceServer<SchedulerApi> as NamedService>::NAME,
                 <ScheduleServiceServer<SchedulerApi> as NamedService>::NAME,
                 <AgentRegistryServiceServer<SchedulerApi> as NamedService>::NAME,
+                <ProjectLimitServiceServer<SchedulerApi> as NamedService>::NAME,
                 <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
                 <EventSinkServer<SchedulerApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay, to_control_plane, sweeper, cron, maintenance],
+            tasks: [relay, to_control_plane, sweeper, cron, maintenance]
+                .into_iter()
+                .chain(wake_tasks)
+                .collect(),
         })
     })
     .await

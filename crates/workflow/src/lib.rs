@@ -11,4 +11,4 @@ mod validate;
 
 pub use definition::{Definition, LoopBack, LoopCondition, Node, RetryPolicy};
 pub use parse::{Format, ParseError, Parsed, parse};
-pub use validate::{Problem, validate};
+pub use validate::{MAX_TIMEOUT_S, Problem, validate};

@@ -7,6 +7,9 @@ use crate::{Definition, Node, RetryPolicy};
 
 pub const MAX_NODES: usize = 1_000;
 pub const MAX_SHARDS: u32 = 10_000;
+/// The longest timeout a step or a run may ask for: a week. Longer is a typo, and the
+/// scheduler's deadline arithmetic stays far from overflow.
+pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 pub const MAX_ATTEMPTS: u32 = 100;
 pub const MAX_ITERATIONS: u32 = 1_000;
 const MAX_ID_LEN: usize = 64;
@@ -46,12 +49,8 @@ pub fn validate(definition: &Definition) -> Vec<Problem> {
             format!("at most {MAX_NODES} nodes are allowed"),
         ));
     }
-    if definition.timeout_s == Some(0) {
-        problems.push(problem(
-            "timeout_s".into(),
-            "invalid_timeout",
-            "timeout_s must be at least 1".into(),
-        ));
+    if let Some(message) = definition.timeout_s.and_then(timeout_problem) {
+        problems.push(problem("timeout_s".into(), "invalid_timeout", message));
     }
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     for (i, node) in definition.nodes.iter().enumerate() {
@@ -112,12 +111,8 @@ fn check_node(i: usize, node: &Node, problems: &mut Vec<Problem>) {
             format!("shards must be at most {MAX_SHARDS}"),
         ));
     }
-    if node.timeout_s == Some(0) {
-        problems.push(problem(
-            at("timeout_s"),
-            "invalid_timeout",
-            "timeout_s must be at least 1".into(),
-        ));
+    if let Some(message) = node.timeout_s.and_then(timeout_problem) {
+        problems.push(problem(at("timeout_s"), "invalid_timeout", message));
     }
     if node.concurrency == Some(0) {
         problems.push(problem(
@@ -355,6 +350,16 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+fn timeout_problem(seconds: u64) -> Option<String> {
+    match seconds {
+        0 => Some("timeout_s must be at least 1".into()),
+        s if s > MAX_TIMEOUT_S => Some(format!(
+            "timeout_s must be at most {MAX_TIMEOUT_S} (7 days)"
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +383,22 @@ mod tests {
                        "non_retryable_exit_codes": [2]}},
             {"id": "report", "needs": ["test"], "run": "make report"}]}"#;
         assert_eq!(problems_of(json), vec![]);
+    }
+
+    /// A timeout past a week (a typo, or an attempt to overflow deadline arithmetic) is
+    /// refused for the run and for a step.
+    #[test]
+    fn timeouts_are_bounded() {
+        let json = r#"{"timeout_s": 10000000000000, "nodes": [
+            {"id": "a", "run": "x", "timeout_s": 18446744073709551615},
+            {"id": "b", "run": "x", "timeout_s": 604800}]}"#;
+        assert_eq!(
+            problems_of(json),
+            vec![
+                ("timeout_s".to_owned(), "invalid_timeout"),
+                ("nodes[0].timeout_s".to_owned(), "invalid_timeout")
+            ]
+        );
     }
 
     #[test]

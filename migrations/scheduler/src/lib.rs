@@ -6,6 +6,9 @@ use switchyard_runtime::inbox::migration::CreateInbox;
 use switchyard_runtime::outbox::migration::CreateOutbox;
 
 mod m20261123_000001_create_engine;
+mod m20261127_000001_concurrency_limits;
+mod m20261127_000002_create_artifacts;
+mod m20261127_000003_task_attempts;
 
 pub struct Migrator;
 
@@ -16,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateInbox),
             Box::new(m20261123_000001_create_engine::Migration),
+            Box::new(m20261127_000001_concurrency_limits::Migration),
+            Box::new(m20261127_000002_create_artifacts::Migration),
+            Box::new(m20261127_000003_task_attempts::Migration),
         ]
     }
 }

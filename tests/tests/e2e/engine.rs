@@ -17,7 +17,7 @@ use switchyard_scheduler::store::entity::{dead_letter, task};
 use switchyard_scheduler_migration::Migrator;
 use switchyard_test_support::TestDatabase;
 
-async fn engine(db: &TestDatabase, settings: Settings) -> Engine {
+pub(crate) async fn engine(db: &TestDatabase, settings: Settings) -> Engine {
     let config = db.config("scheduler");
     let conn = switchyard_runtime::db::connect(&config).await.unwrap();
     switchyard_runtime::migrate::run::<Migrator>(&conn, &config)
@@ -39,15 +39,15 @@ async fn submit(engine: &Engine, run_id: &str, definition: serde_json::Value) {
     Engine::accept(&engine.db, &request).await.unwrap();
 }
 
-fn run_id(n: u32) -> String {
+pub(crate) fn run_id(n: u32) -> String {
     format!("00000000-0000-7000-8000-{n:012}")
 }
 
-fn any_labels() -> BTreeMap<String, String> {
+pub(crate) fn any_labels() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
-fn platform_agent(labels: &BTreeMap<String, String>) -> AgentScope<'_> {
+pub(crate) fn platform_agent(labels: &BTreeMap<String, String>) -> AgentScope<'_> {
     AgentScope {
         agent_id: "agent-1",
         org_id: "",
@@ -57,7 +57,7 @@ fn platform_agent(labels: &BTreeMap<String, String>) -> AgentScope<'_> {
 }
 
 /// Claims everything ready and returns `(task id, node, shard, attempt)`.
-async fn claim(engine: &Engine) -> Vec<(String, String, i32, u32)> {
+pub(crate) async fn claim(engine: &Engine) -> Vec<(String, String, i32, u32)> {
     let labels = any_labels();
     engine
         .claim(&platform_agent(&labels), 100)
@@ -68,7 +68,7 @@ async fn claim(engine: &Engine) -> Vec<(String, String, i32, u32)> {
         .collect()
 }
 
-async fn finish(
+pub(crate) async fn finish(
     engine: &Engine,
     task: &(String, String, i32, u32),
     exit_code: i32,
@@ -468,7 +468,7 @@ async fn agents_take_only_tasks_of_their_tenancy_with_their_labels() {
 /// holding the job skips).
 #[tokio::test]
 async fn retention_deletes_only_old_finished_runs_once_across_replicas() {
-    use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+    use sea_orm::{ActiveModelTrait, Set};
     use switchyard_scheduler::engine::maintenance::{Deleted, retention};
     use switchyard_scheduler::store::entity::run;
     let db = TestDatabase::postgres().await;
@@ -495,10 +495,8 @@ async fn retention_deletes_only_old_finished_runs_once_across_replicas() {
     aged.update(&engine.db).await.unwrap();
 
     // Another replica holds the job: this round skips and deletes nothing.
-    let key = switchyard_runtime::migrate::lock_key("scheduler.retention");
     let holder = sea_orm::TransactionTrait::begin(&engine.db).await.unwrap();
-    holder
-        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+    switchyard_runtime::db::hold_job_lock(&holder, "scheduler.retention")
         .await
         .unwrap();
     assert_eq!(retention(&engine, month).await.unwrap(), None);

@@ -3,14 +3,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod artifact_retention;
 mod audit;
 mod engine;
 mod gateway;
 mod grpc_server;
+mod invariants;
+mod limits;
+mod loops;
 mod maintenance;
 mod migrations;
 mod outbox;
 mod pipeline;
 mod processes;
+mod race;
 mod runs;
+mod sse;
 mod suites;
+mod timeouts;

@@ -5,16 +5,18 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::EntityTrait;
 use switchyard_control_plane::config::DatasetsConfig;
 use switchyard_control_plane::data_source::DataSources;
 use switchyard_control_plane::domain::access_token::Signer;
 use switchyard_control_plane::maintenance::deactivate_expired_tokens;
+use switchyard_control_plane::run_changes::RunChanges;
 use switchyard_control_plane::state::State;
 use switchyard_control_plane::store::entity::service_token;
 use switchyard_control_plane::store::identity::{NewToken, create_token};
 use switchyard_control_plane_migration::Migrator;
 use switchyard_runtime::cache::Cache;
+use switchyard_runtime::shutdown::Shutdown;
 use switchyard_test_support::TestDatabase;
 
 #[tokio::test]
@@ -32,6 +34,8 @@ async fn expired_tokens_are_deactivated_once_and_others_left_alone() {
         bootstrap_token: None,
         auth_cache_ttl: Duration::from_secs(5),
         data: DataSources::new(DatasetsConfig::default()),
+        run_changes: RunChanges::new(),
+        shutdown: Shutdown::new(),
     };
     assert_eq!(deactivate_expired_tokens(&state).await.unwrap(), Some(0));
     let scopes = vec!["runs:read".to_owned()];
@@ -58,10 +62,8 @@ async fn expired_tokens_are_deactivated_once_and_others_left_alone() {
     .unwrap();
     let forever = create_token(&conn, token("forever", None)).await.unwrap();
 
-    let key = switchyard_runtime::migrate::lock_key("control-plane.token-expiry");
     let holder = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
-    holder
-        .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+    switchyard_runtime::db::hold_job_lock(&holder, "control-plane.token-expiry")
         .await
         .unwrap();
     assert_eq!(deactivate_expired_tokens(&state).await.unwrap(), None);

@@ -108,3 +108,88 @@ async fn events_wait_for_a_down_consumer_and_arrive_once() {
     control_plane.stop().await.unwrap();
     audit.stop().await.unwrap();
 }
+
+/// A consumer that hands every delivered event to the test.
+struct Collector(tokio::sync::mpsc::UnboundedSender<String>);
+
+#[tonic::async_trait]
+impl switchyard_proto::events::v1::event_sink_server::EventSink for Collector {
+    async fn deliver(
+        &self,
+        request: tonic::Request<switchyard_proto::events::v1::DeliverRequest>,
+    ) -> Result<tonic::Response<switchyard_proto::events::v1::DeliverResponse>, tonic::Status> {
+        let events = request.into_inner().events;
+        for event in &events {
+            let _ = self.0.send(event.id.clone());
+        }
+        Ok(tonic::Response::new(
+            switchyard_proto::events::v1::DeliverResponse {
+                accepted: events.len() as u32,
+                duplicates: 0,
+            },
+        ))
+    }
+}
+
+/// A relay whose poll interval is a minute still delivers an event within moments of the
+/// commit that wrote it: the commit's notification wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_its_relay_before_the_next_poll() {
+    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+    use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
+    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
+    use switchyard_runtime::outbox::{self, destination};
+
+    let db = TestDatabase::postgres().await;
+    let config = db.config("scheduler");
+    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
+    switchyard_runtime::migrate::run::<switchyard_scheduler_migration::Migrator>(&conn, &config)
+        .await
+        .unwrap();
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Shutdown::new();
+    let server_stop = stop.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(EventSinkServer::new(Collector(sender)))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                server_stop.cancelled_owned(),
+            )
+            .await
+            .unwrap();
+    });
+    let sink =
+        EventSinkClient::new(switchyard_runtime::grpc::channel(&format!("http://{addr}")).unwrap());
+    let relay_config = switchyard_runtime::config::OutboxConfig {
+        poll_interval: Duration::from_secs(60),
+        ..Default::default()
+    };
+    outbox::relay::spawn_relay(
+        "test",
+        conn.clone(),
+        destination::SCHEDULER,
+        sink,
+        relay_config,
+        stop.clone(),
+    );
+    // The relay's first pass finds nothing; it then sleeps for its minute.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let event = outbox::event(
+        "test",
+        Payload::RunCancelRequested(RunCancelRequested::default()),
+    );
+    let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+    outbox::enqueue(&txn, destination::SCHEDULER, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(15), received.recv())
+        .await
+        .expect("delivered long before the relay's next poll")
+        .unwrap();
+    assert_eq!(delivered, event.id);
+    stop.cancel();
+}

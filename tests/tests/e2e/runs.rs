@@ -6,23 +6,33 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_agent::AgentConfig;
+use switchyard_gateway::GatewayConfig;
 use switchyard_runtime::shutdown::Shutdown;
-use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, eventually, spawn_api};
+use switchyard_test_support::api::spawn_api_with;
+use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, eventually};
 
 const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
 
-struct Setup {
-    api: Api,
-    project: String,
-    ci: String,
-    agent_stop: Shutdown,
+pub(crate) struct Setup {
+    pub(crate) api: Api,
+    pub(crate) project: String,
+    pub(crate) ci: String,
+    pub(crate) agent_stop: Shutdown,
     agent: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
 /// A project, a CI token and an agent with a project-scoped `agents` token.
-async fn setup(db: &TestDatabase) -> Setup {
-    let api = spawn_api(db).await;
+pub(crate) async fn setup(db: &TestDatabase) -> Setup {
+    setup_with(db, |_| {}).await
+}
+
+/// The same, with a hook to adjust the gateway's config.
+pub(crate) async fn setup_with(
+    db: &TestDatabase,
+    adjust: impl FnOnce(&mut GatewayConfig),
+) -> Setup {
+    let api = spawn_api_with(db, adjust).await;
     let org = api
         .post("/api/v1/orgs", ADMIN, json!({"name": "runs"}))
         .await;
@@ -75,7 +85,7 @@ async fn setup(db: &TestDatabase) -> Setup {
 }
 
 impl Setup {
-    async fn workflow(&self, name: &str, definition: Value) {
+    pub(crate) async fn workflow(&self, name: &str, definition: Value) {
         let put = self
             .api
             .put(
@@ -87,7 +97,7 @@ impl Setup {
         assert!(matches!(put.status, 200 | 201), "{:?}", put.body);
     }
 
-    async fn start(&self, workflow: &str) -> String {
+    pub(crate) async fn start(&self, workflow: &str) -> String {
         let run = self
             .api
             .post(
@@ -101,7 +111,7 @@ impl Setup {
     }
 
     /// Waits for the run to reach a final status and returns its record.
-    async fn finished(&self, run: &str) -> Value {
+    pub(crate) async fn finished(&self, run: &str) -> Value {
         eventually("the run is final", Duration::from_secs(60), || async {
             let reply = self
                 .api
@@ -112,7 +122,7 @@ impl Setup {
         .await
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.agent_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.agent).await;
         self.api.stop().await;
@@ -154,6 +164,7 @@ async fn a_sharded_run_completes_with_outputs_shards_and_coverage() {
     // Shard 0 covered line 0, shard 1 line 1: two of three lines, merged.
     assert_eq!(done["coverage"]["files"][0]["lines_covered"], 2, "{done:?}");
     assert_eq!(done["coverage"]["total_percent"], 66.67);
+    crate::invariants::check_run(&s.api, &db, &run).await;
     s.stop().await;
 }
 
@@ -178,10 +189,18 @@ async fn failures_retries_and_timeouts_end_runs_as_they_should() {
         json!({"nodes": [{"id": "t", "run": "sleep 30", "timeout_s": 1}]}),
     )
     .await;
-    let (fails, flaky, slow) = (
+    s.workflow(
+        "misconfigured",
+        json!({"nodes": [{"id": "t", "run": "exit 2",
+                          "retry": {"max_attempts": 5, "initial_backoff_ms": 10,
+                                    "non_retryable_exit_codes": [2]}}]}),
+    )
+    .await;
+    let (fails, flaky, slow, misconfigured) = (
         s.start("fails").await,
         s.start("flaky").await,
         s.start("slow").await,
+        s.start("misconfigured").await,
     );
     let failed = s.finished(&fails).await;
     assert_eq!(failed["status"], "failed", "{failed:?}");
@@ -193,6 +212,32 @@ async fn failures_retries_and_timeouts_end_runs_as_they_should() {
     assert_eq!(retried["status"], "completed", "{retried:?}");
     let timed_out = s.finished(&slow).await;
     assert_eq!(timed_out["status"], "failed", "{timed_out:?}");
+    // A non-retryable exit code fails at once, with retries left.
+    let refused = s.finished(&misconfigured).await;
+    assert_eq!(refused["status"], "failed", "{refused:?}");
+    let tasks = s
+        .api
+        .get(&format!("/api/v1/runs/{misconfigured}/tasks"), Some(&s.ci))
+        .await;
+    assert_eq!(
+        (
+            &tasks.body["items"][0]["attempt"],
+            &tasks.body["items"][0]["exit_code"]
+        ),
+        (&json!(1), &json!(2)),
+        "{:?}",
+        tasks.body
+    );
+    // The flaky node failed once, then succeeded on attempt 2.
+    let tasks = s
+        .api
+        .get(&format!("/api/v1/runs/{flaky}/tasks"), Some(&s.ci))
+        .await;
+    assert_eq!(tasks.body["items"][0]["attempt"], 2, "{:?}", tasks.body);
+    crate::invariants::check_run(&s.api, &db, &fails).await;
+    crate::invariants::check_run(&s.api, &db, &flaky).await;
+    crate::invariants::check_run(&s.api, &db, &slow).await;
+    crate::invariants::check_run(&s.api, &db, &misconfigured).await;
     s.stop().await;
 }
 
@@ -228,6 +273,7 @@ async fn cancelling_a_running_run_stops_its_process() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the task's shell {pid} is gone"
     );
+    crate::invariants::check_run(&s.api, &db, &run).await;
     s.stop().await;
 }
 
@@ -332,6 +378,8 @@ async fn a_dead_letter_is_replayed_and_its_run_resumes() {
         agents.body
     );
     assert_eq!(s.api.get("/api/v1/agents", ci).await.status, 403);
+    crate::invariants::check_run(&s.api, &db, &run).await;
+    crate::invariants::check_run(&s.api, &db, partial["id"].as_str().unwrap()).await;
     s.stop().await;
 }
 
@@ -405,6 +453,7 @@ async fn a_task_of_a_killed_agent_runs_again_elsewhere() {
         .get(&format!("/api/v1/runs/{run}/tasks"), Some(&s.ci))
         .await;
     assert_eq!(tasks.body["items"][0]["attempt"], 2, "{:?}", tasks.body);
+    crate::invariants::check_run(&s.api, &db, &run).await;
     s.stop().await;
 }
 
@@ -476,6 +525,9 @@ async fn a_cron_schedule_starts_runs_until_paused() {
     let deleted = s.api.delete(&format!("{path}/{id}"), ci).await;
     assert_eq!(deleted.status, 204, "{:?}", deleted.body);
     assert_eq!(s.api.get(&path, ci).await.body["items"], json!([]));
+    for scheduled in &runs {
+        crate::invariants::check_run(&s.api, &db, scheduled["id"].as_str().unwrap()).await;
+    }
     s.stop().await;
 }
 
@@ -517,5 +569,6 @@ async fn a_run_survives_a_scheduler_restart() {
     // Each shard's accepted completion is its last attempt; a lease lost during the restart
     // shows as a higher attempt, never as a second completion.
     assert_eq!(done["tasks"]["succeeded"], 4, "{done:?}");
+    crate::invariants::check_run(&s.api, &db, &run).await;
     s.stop().await;
 }

@@ -1,4 +1,5 @@
-//! `switchyard run`: start (and wait for) runs, read, list and cancel them, show their logs.
+//! `switchyard run`: start (and wait for) runs, read, list, watch and cancel them, show their
+//! logs. Watching reads the run's event stream (`super::watch`); `--wait` polls.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub enum RunCommand {
         /// A retried start with the same key returns the same run.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Higher runs' tasks are leased first (-1000..=1000; 0 when left out).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i32>,
         /// Wait for the final status. Exit codes: 0 completed, 1 failed, 2 partial_failed,
         /// 3 timed_out, 4 infra_failed, 5 cancelled.
         #[arg(long)]
@@ -48,6 +52,10 @@ pub enum RunCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Print each status change as it happens, until the run is final. Exit codes as for
+    /// `start --wait`: 0 completed, 1 failed, 2 partial_failed, 3 timed_out, 4 infra_failed,
+    /// 5 cancelled.
+    Watch { run_id: String },
     /// Ask a run to stop.
     Cancel { run_id: String },
     /// The end of each task's output.
@@ -90,6 +98,7 @@ pub async fn run(connection: &Connection, command: RunCommand) -> anyhow::Result
             environment,
             suite,
             idempotency_key,
+            priority,
             wait,
         } => {
             let mut body = json!({"workflow": workflow, "params": parse_params(&params)?});
@@ -104,6 +113,9 @@ pub async fn run(connection: &Connection, command: RunCommand) -> anyhow::Result
             }
             if let Some(version) = version {
                 body["version"] = json!(version);
+            }
+            if let Some(priority) = priority {
+                body["priority"] = json!(priority);
             }
             let run = client
                 .call(
@@ -152,6 +164,7 @@ pub async fn run(connection: &Connection, command: RunCommand) -> anyhow::Result
             }
             Ok(ExitCode::SUCCESS)
         }
+        RunCommand::Watch { run_id } => super::watch::watch(&client, &run_id).await,
         RunCommand::Cancel { run_id } => {
             let run = client
                 .call(

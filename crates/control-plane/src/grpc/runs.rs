@@ -1,5 +1,5 @@
 //! RunService: creating runs (stored `queued`, handed to the scheduler through the outbox),
-//! reading, listing and cancelling them.
+//! reading, listing, cancelling and watching them (the stream itself is `watch`).
 
 use std::collections::HashMap;
 
@@ -21,6 +21,8 @@ use crate::store::{self, entity::run, page::Page};
 
 const MAX_PARAMS_BYTES: usize = 256 * 1024;
 const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Run priorities span this either side of 0, so node priorities still order within a run.
+const MAX_PRIORITY: i32 = 1000;
 
 #[tonic::async_trait]
 impl RunService for ControlPlaneApi {
@@ -92,6 +94,23 @@ impl RunService for ControlPlaneApi {
             runs: runs.iter().map(super::convert::run).collect(),
             page: Some(page),
         }))
+    }
+
+    async fn watch_run(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<WatchRunResponse>>, Status> {
+        let (ctx, req) = context(request)?;
+        // Subscribed before the first read, so a change landing in between is not missed.
+        let changes = self.state.run_changes.subscribe();
+        let run = self
+            .authorized_run(&ctx, &req.run_id, Scope::RunsRead, "run.watch")
+            .await?;
+        Ok(Response::new(super::watch::stream(
+            self.state.clone(),
+            changes,
+            run,
+        )))
     }
 
     async fn cancel_run(
@@ -186,6 +205,13 @@ impl ControlPlaneApi {
                 format!("idempotency_key may be at most {MAX_IDEMPOTENCY_KEY} bytes"),
             ));
         }
+        if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&req.priority) {
+            return Err(Error::invalid(
+                "priority",
+                "out_of_range",
+                format!("priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"),
+            ));
+        }
         let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
         if let Some(key) = key
             && let Some(existing) =
@@ -277,6 +303,7 @@ impl ControlPlaneApi {
             "workflow": run.workflow,
             "version": run.version,
             "environment": run.environment,
+            "priority": req.priority,
         });
         audit(&txn, &ctx, fact, &details).await?;
         let requested = RunRequested {
@@ -287,7 +314,7 @@ impl ControlPlaneApi {
             definition_json: workflow.version.definition_json.clone(),
             params_json,
             environment: variables,
-            priority: 0,
+            priority: req.priority,
             deadline: None,
             org_id: run.org_id.clone(),
         };

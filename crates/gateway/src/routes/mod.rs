@@ -8,6 +8,8 @@ mod datasets;
 mod engine;
 mod environments;
 mod health;
+mod limits;
+pub mod run_events;
 mod runs;
 mod schedules;
 mod suites;
@@ -78,6 +80,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(datasets::check_version))
         .routes(routes!(runs::create_run, runs::list_runs))
         .routes(routes!(runs::get_run))
+        .routes(routes!(run_events::run_events))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(engine::list_tasks))
         .routes(routes!(engine::run_logs))
@@ -90,6 +93,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             schedules::update_schedule,
             schedules::delete_schedule
         ))
+        .routes(routes!(limits::get_limits, limits::put_limits))
         .routes(routes!(engine::list_dead_letters))
         .routes(routes!(engine::retry_dead_letter))
         .routes(routes!(engine::retry_dead_letters))
@@ -147,11 +151,13 @@ mod tests {
             ("/api/v1/projects/{project_id}/runs", "get"),
             ("/api/v1/runs/{run_id}", "get"),
             ("/api/v1/runs/{run_id}/cancel", "post"),
+            ("/api/v1/runs/{run_id}/events", "get"),
             ("/api/v1/runs/{run_id}/tasks", "get"),
             ("/api/v1/agents", "get"),
             ("/api/v1/projects/{project_id}/schedules", "post"),
             ("/api/v1/projects/{project_id}/schedules", "get"),
             ("/api/v1/projects/{project_id}/schedules/{id}", "delete"),
+            ("/api/v1/projects/{project_id}/limits", "put"),
             ("/api/v1/monitoring/dead-letter", "get"),
             ("/api/v1/monitoring/dead-letter/{id}/retry", "post"),
             ("/api/v1/projects/{project_id}/features", "post"),

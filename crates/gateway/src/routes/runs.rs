@@ -27,6 +27,9 @@ pub struct CreateRun {
     pub suite: Option<String>,
     /// A retried request with the same key returns the same run.
     pub idempotency_key: Option<String>,
+    /// Higher runs' tasks are leased first; 0 (normal) when left out, -1000..=1000.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -200,6 +203,7 @@ pub async fn create_run(
             environment: body.environment.unwrap_or_default(),
             suite: body.suite.unwrap_or_default(),
             idempotency_key: body.idempotency_key.unwrap_or_default(),
+            priority: body.priority,
         },
     );
     let run = state

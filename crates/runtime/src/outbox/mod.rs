@@ -6,6 +6,7 @@
 pub mod entity;
 pub mod migration;
 pub mod relay;
+mod wake;
 
 use chrono::Utc;
 use prost::Message;
@@ -110,7 +111,7 @@ pub async fn enqueue<C: ConnectionTrait>(
     entity::Entity::insert_many(rows)
         .exec_without_returning(conn)
         .await?;
-    Ok(())
+    wake::notify(conn, destination).await
 }
 
 /// Shorthand: one audit record to the audit service, inside the caller's transaction.

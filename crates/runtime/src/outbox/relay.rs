@@ -78,6 +78,14 @@ impl Relay {
     pub async fn run(mut self, shutdown: Shutdown) {
         let mut failures: u32 = 0;
         let mut last_housekeeping = Instant::now() - Duration::from_secs(3600);
+        // Woken right after commits that add events for this destination (PostgreSQL).
+        let woken = std::sync::Arc::new(tokio::sync::Notify::new());
+        let listener = super::wake::spawn_listener(
+            &self.db,
+            &self.destination,
+            woken.clone(),
+            shutdown.clone(),
+        );
         tracing::info!(service = self.service, destination = %self.destination, "outbox relay started");
         while !shutdown.is_cancelled() {
             if last_housekeeping.elapsed() >= Duration::from_secs(5) {
@@ -110,8 +118,13 @@ impl Relay {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                // A failing consumer keeps its backoff: a wake-up does not hammer it.
+                _ = woken.notified(), if failures == 0 => {}
                 _ = shutdown.cancelled() => {}
             }
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
         tracing::info!(service = self.service, destination = %self.destination, "outbox relay stopped");
     }

@@ -1,6 +1,8 @@
-//! Pure scheduler logic: the run graph, retry decisions, the task state machine. No I/O.
+//! Pure scheduler logic: the run graph, retry decisions, the task state machine,
+//! concurrency-limit admission. No I/O.
 
 pub mod cron;
 pub mod graph;
+pub mod limits;
 pub mod retry;
 pub mod task_status;

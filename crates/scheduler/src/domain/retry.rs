@@ -18,6 +18,17 @@ pub enum Failure {
     LeaseExpired,
 }
 
+impl Failure {
+    /// In words, for the task's error and its attempt record.
+    pub fn describe(self) -> String {
+        match self {
+            Failure::Exit(code) => format!("exit code {code}"),
+            Failure::TimedOut => "timed out".to_owned(),
+            Failure::LeaseExpired => "lease expired".to_owned(),
+        }
+    }
+}
+
 /// The decision for the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

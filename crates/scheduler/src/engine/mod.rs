@@ -8,6 +8,7 @@ pub mod cron_job;
 pub mod maintenance;
 pub mod progress;
 pub mod report;
+pub mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::domain::graph::Graph;
 use crate::domain::retry::{self, Budget, Decision, Failure};
 use crate::domain::task_status::TaskStatus;
 use crate::error::{Error, Result};
+use crate::store::attempts::{self, Outcome};
 use crate::store::entity::{dead_letter, run, task};
 use crate::store::{self, queue, runs};
 
@@ -48,10 +50,16 @@ impl Default for Settings {
 pub struct Engine {
     pub db: DatabaseConnection,
     pub settings: Settings,
-    /// Woken after every commit that may have made tasks ready, so long-polling agents on
-    /// this replica claim at once instead of at their next poll.
-    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Woken after every commit that may have made tasks ready, so long-polling agents (on
+    /// this replica at once, on others through PostgreSQL notifications) claim at once
+    /// instead of at their next poll.
+    pub wake: wake::Wake,
 }
+
+/// How long past its timeout (and a lease) an attempt may stay leased before the sweeper fails
+/// it: the agent stops the command at the timeout, then uploads artifacts and reports, and
+/// may take a while doing so. This catches agents that never report, not slow reports.
+const OVERRUN_GRACE: Duration = Duration::from_secs(15 * 60);
 
 /// How an attempt ended, as the agent reports it.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +101,7 @@ impl Engine {
         Engine {
             db,
             settings,
-            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            wake: wake::Wake::default(),
         }
     }
 
@@ -141,9 +149,8 @@ impl Engine {
                     .and_then(switchyard_runtime::time::from_proto)
                     .or_else(|| {
                         definition.timeout_s.map(|s| {
-                            now + chrono::Duration::seconds(
-                                i64::try_from(s).unwrap_or(i64::MAX / 2_000),
-                            )
+                            let s = s.min(switchyard_workflow::MAX_TIMEOUT_S);
+                            now + chrono::Duration::seconds(i64::try_from(s).unwrap_or(0))
                         })
                     })),
                 created_at: Set(now),
@@ -394,43 +401,69 @@ impl Engine {
     }
 
     /// Returns expired leases to the queue (or the dead-letter queue past the platform
-    /// budget). Each row is re-read under its lock and changed only if still leased at the
-    /// attempt the sweep saw: a completion that won the race is never undone.
+    /// budget), and fails attempts that ran past their start-to-close timeout by more than a
+    /// lease (their agent heartbeats but neither stops them nor reports). Each row is re-read
+    /// under its lock and changed only if still leased at the attempt the sweep saw: a
+    /// completion that won the race is never undone.
     pub async fn sweep(&self) -> Result<u32> {
         let now = Utc::now();
-        let candidates = queue::expired(&self.db, now, 500).await?;
         let mut swept = 0;
-        for seen in candidates {
-            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
-            let task = queue::lock(&txn, &seen.uuid).await?;
-            let still_expired = task.status == TaskStatus::Leased.as_str()
-                && task.attempt == seen.attempt
-                && task.lease_expires_at.is_some_and(|at| at < now);
-            if !still_expired {
-                txn.rollback().await?;
-                continue;
+        for seen in queue::expired(&self.db, now, 500).await? {
+            let still = |t: &task::Model| t.lease_expires_at.is_some_and(|at| at < now);
+            if self
+                .fail_leased(&seen, Failure::LeaseExpired, still)
+                .await?
+            {
+                tracing::warn!(task_id = %seen.uuid, attempt = seen.attempt, agent_id = ?seen.agent_id, "lease expired");
+                swept += 1;
             }
-            let done = Completion {
-                agent_id: task.agent_id.clone().unwrap_or_default(),
-                task_id: task.uuid.clone(),
-                attempt: task.attempt as u32,
-                ..Completion::default()
-            };
-            tracing::warn!(task_id = %task.uuid, attempt = task.attempt, agent_id = ?task.agent_id, "lease expired");
-            let run_id = task.run_id.clone();
-            self.settle_run(
-                &txn,
-                &run_id,
-                vec![(task, done, Some(Failure::LeaseExpired))],
-            )
-            .await?;
-            txn.commit().await?;
-            swept += 1;
+        }
+        let grace = self.settings.lease + OVERRUN_GRACE;
+        for seen in queue::overran(&self.db, now, grace, 500).await? {
+            // The same lease: a task handed back and leased again at the same attempt has a
+            // new start and holder.
+            let same =
+                |t: &task::Model| t.started_at == seen.started_at && t.agent_id == seen.agent_id;
+            if self.fail_leased(&seen, Failure::TimedOut, same).await? {
+                tracing::warn!(task_id = %seen.uuid, attempt = seen.attempt, agent_id = ?seen.agent_id, timeout_s = seen.timeout_s, "attempt ran past its timeout; failed by the scheduler");
+                swept += 1;
+            }
         }
         if swept > 0 {
             self.wake.notify_waiters();
         }
         Ok(swept)
+    }
+
+    /// Ends the attempt `seen` with `failure` if, under its row lock, it is still leased at
+    /// that attempt and `still` holds. Returns whether it was changed.
+    async fn fail_leased(
+        &self,
+        seen: &task::Model,
+        failure: Failure,
+        still: impl Fn(&task::Model) -> bool,
+    ) -> Result<bool> {
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+        let task = queue::lock(&txn, &seen.uuid).await?;
+        if task.status != TaskStatus::Leased.as_str()
+            || task.attempt != seen.attempt
+            || !still(&task)
+        {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        let done = Completion {
+            agent_id: task.agent_id.clone().unwrap_or_default(),
+            task_id: task.uuid.clone(),
+            attempt: task.attempt as u32,
+            timed_out: failure == Failure::TimedOut,
+            ..Completion::default()
+        };
+        let run_id = task.run_id.clone();
+        self.settle_run(&txn, &run_id, vec![(task, done, Some(failure))])
+            .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Hands leases back unrun (the agent is shutting down): the tasks are queued again at
@@ -588,7 +621,10 @@ impl Engine {
         // Node → (shards succeeded, shards failed) in this group.
         let mut tallies: BTreeMap<String, (i32, i32)> = BTreeMap::new();
         let mut any_cancelled = false;
+        let mut ended = Vec::with_capacity(items.len());
         for (task, done, failure) in items {
+            // Every attempt's stored objects, whatever its outcome, so retention deletes them.
+            store::artifacts::record(conn, &task, &done.result.artifacts, now).await?;
             let node_id = task.node.clone();
             let mut active: task::ActiveModel = task.clone().into();
             active.log_tail = Set(done.log_tail.clone());
@@ -598,6 +634,14 @@ impl Engine {
                 active.finished_at = Set(Some(now));
                 active.exit_code = Set(Some(done.exit_code));
                 queue::update(conn, active).await?;
+                let error = failure.map(|f| f.describe()).unwrap_or_default();
+                ended.push(attempts::ended(
+                    &task,
+                    Outcome::Cancelled,
+                    Some(done.exit_code),
+                    &error,
+                    now,
+                ));
                 any_cancelled = true;
                 continue;
             }
@@ -607,6 +651,13 @@ impl Engine {
                 active.exit_code = Set(Some(done.exit_code));
                 active.outputs_json = Set(done.outputs_json.clone());
                 queue::update(conn, active).await?;
+                ended.push(attempts::ended(
+                    &task,
+                    Outcome::Succeeded,
+                    Some(done.exit_code),
+                    "",
+                    now,
+                ));
                 if !done.outputs_json.trim().is_empty()
                     && let Ok(outputs) = serde_json::from_str(&done.outputs_json)
                 {
@@ -634,12 +685,12 @@ impl Engine {
             if let Failure::Exit(code) = failure {
                 active.exit_code = Set(Some(code));
             }
-            let error = match failure {
-                Failure::Exit(code) => format!("exit code {code}"),
-                Failure::TimedOut => "timed out".to_owned(),
-                Failure::LeaseExpired => "lease expired".to_owned(),
-            };
+            let error = failure.describe();
             active.error = Set(error.clone());
+            let exit_code = match failure {
+                Failure::Exit(code) => Some(code),
+                _ => None,
+            };
             match decision {
                 Decision::Retry { backoff, .. } => {
                     let attempt = task.attempt + 1;
@@ -650,6 +701,13 @@ impl Engine {
                     active.not_before =
                         Set(now + chrono::Duration::from_std(backoff).unwrap_or_default());
                     queue::update(conn, active).await?;
+                    ended.push(attempts::ended(
+                        &task,
+                        Outcome::Retrying,
+                        exit_code,
+                        &error,
+                        now,
+                    ));
                     tracing::info!(task_id = %task.uuid, attempt, backoff_ms = backoff.as_millis() as u64, %error, "retry scheduled");
                 }
                 Decision::Dead { reason } => {
@@ -657,6 +715,13 @@ impl Engine {
                     active.finished_at = Set(Some(now));
                     active.lease_expires_at = Set(None);
                     queue::update(conn, active).await?;
+                    ended.push(attempts::ended(
+                        &task,
+                        Outcome::Dead,
+                        exit_code,
+                        &reason,
+                        now,
+                    ));
                     sea_orm::ActiveModelTrait::insert(
                         dead_letter::ActiveModel {
                             id: Set(store::new_id()),
@@ -677,6 +742,7 @@ impl Engine {
                 }
             }
         }
+        attempts::record(conn, ended).await?;
         if let Some(state) = state {
             let mut r: run::ActiveModel = run.clone().into();
             r.state_json = Set(state.to_string());

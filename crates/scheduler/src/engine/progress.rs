@@ -34,7 +34,10 @@ pub fn tasks_for(run: &run::Model, node: &Node, iteration: u32) -> Vec<task::Act
     env.extend(node.env.clone());
     let env_json = serde_json::to_string(&env).unwrap_or_else(|_| "{}".into());
     let labels_json = serde_json::to_string(&node.labels).unwrap_or_else(|_| "{}".into());
-    let timeout = node.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+    let timeout = node
+        .timeout_s
+        .unwrap_or(DEFAULT_TIMEOUT_S)
+        .min(switchyard_workflow::MAX_TIMEOUT_S);
     (0..shards)
         .map(|shard| task::ActiveModel {
             uuid: Set(store::new_id()),
@@ -65,6 +68,9 @@ pub fn tasks_for(run: &run::Model, node: &Node, iteration: u32) -> Vec<task::Act
             outputs_json: Set(String::new()),
             result_json: Set(String::new()),
             log_tail: Set(String::new()),
+            node_concurrency: Set(node
+                .concurrency
+                .map(|c| i32::try_from(c).unwrap_or(i32::MAX))),
             ..Default::default()
         })
         .collect()

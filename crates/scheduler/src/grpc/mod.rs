@@ -3,6 +3,7 @@
 //! UNIMPLEMENTED until their slices land (generated default stubs).
 
 mod agent_auth;
+mod limits;
 mod operator;
 mod schedules;
 mod sink;

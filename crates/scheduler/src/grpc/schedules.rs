@@ -51,7 +51,7 @@ fn check_params(params: &str) -> Result<String, Status> {
 
 impl SchedulerApi {
     /// The project's org, after the caller's `scope` on it is checked (refusals audited).
-    async fn authorize_project(
+    pub(super) async fn authorize_project(
         &self,
         ctx: &CallContext,
         project_id: &str,

@@ -69,6 +69,8 @@ entity!(task, "tasks", {
     pub outputs_json: String,
     pub result_json: String,
     pub log_tail: String,
+    /// Most leased tasks of this task's (run, node) at once; `None` for no limit.
+    pub node_concurrency: Option<i32>,
 });
 
 entity!(dead_letter, "dead_letters", {
@@ -108,4 +110,45 @@ entity!(schedule, "schedules", {
     pub last_fired_at: Option<DateTimeUtc>,
     pub created_by: String,
     pub created_at: DateTimeUtc,
+});
+
+entity!(project_limit, "project_limits", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub project_id: String,
+    /// Most leased tasks of the project at once, across its runs.
+    pub max_running_tasks: i32,
+    pub updated_by: String,
+    pub updated_at: DateTimeUtc,
+});
+
+entity!(artifact, "artifacts", {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The integer key of the task row that reported it.
+    pub task_id: i64,
+    pub run_id: String,
+    pub project_id: String,
+    pub name: String,
+    /// The object's URL (`file:///...` or `s3://bucket/key`).
+    pub location: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub created_at: DateTimeUtc,
+    /// When the object was deleted from its store; the row goes with its run.
+    pub deleted_at: Option<DateTimeUtc>,
+});
+
+entity!(task_attempt, "task_attempts", {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub task_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub attempt: i32,
+    pub run_id: String,
+    pub agent_id: String,
+    /// `succeeded`, `retrying`, `dead` or `cancelled`.
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub error: String,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: DateTimeUtc,
 });

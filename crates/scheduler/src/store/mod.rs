@@ -2,7 +2,10 @@
 //! connection, so the engine composes them inside one transaction with the events they cause.
 
 pub mod agents;
+pub mod artifacts;
+pub mod attempts;
 pub mod entity;
+pub mod limits;
 pub mod operator;
 pub mod queue;
 pub mod runs;

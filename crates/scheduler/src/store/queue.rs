@@ -8,12 +8,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
-use super::entity::task;
+use super::entity::{project_limit, task};
+use crate::domain::limits::{self, Candidate, Running};
 use crate::domain::task_status::TaskStatus;
 use crate::error::{Error, Result};
+
+/// Timeouts are validated to at most a week; rows are read as if so whatever they hold, so no
+/// stored value can overflow the sweeper's arithmetic.
+const MAX_TIMEOUT_S: i64 = switchyard_workflow::MAX_TIMEOUT_S as i64;
 
 /// Rows per multi-row insert.
 const INSERT_CHUNK: usize = 500;
@@ -41,7 +46,8 @@ pub struct Claimant<'a> {
     pub lease: Duration,
 }
 
-/// Leases up to `max` ready tasks whose required labels the agent has, best priority first.
+/// Leases up to `max` ready tasks whose required labels the agent has, best priority first,
+/// without taking a project or a node over its concurrency limit.
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     who: &Claimant<'_>,
@@ -50,71 +56,229 @@ pub async fn claim<C: ConnectionTrait>(
     if who.max == 0 {
         return Ok(Vec::new());
     }
+    let candidates = match conn.get_database_backend() {
+        DatabaseBackend::Postgres => candidates_postgres(conn, who, now).await?,
+        _ => candidates_sqlite(conn, who, now).await?,
+    };
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = if candidates.iter().any(Candidate::is_limited) {
+        let mut running = running_under_lock(conn, &candidates).await?;
+        limits::admit(&candidates, &mut running, who.max as usize)
+    } else {
+        // SQLite reads more rows than it may lease (labels are filtered in Rust).
+        candidates
+            .iter()
+            .take(who.max as usize)
+            .map(|c| c.id)
+            .collect()
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let expires = now + chrono::Duration::from_std(who.lease).unwrap_or_default();
-    let labels = serde_json::to_string(who.labels).unwrap_or_else(|_| "{}".into());
-    match conn.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            // One statement: pick, lock and lease, skipping rows other claimers hold.
-            let sql = "UPDATE tasks SET status = 'leased', agent_id = $1, lease_expires_at = $2, \
-                       started_at = $3 \
-                       WHERE id IN (SELECT id FROM tasks \
-                         WHERE status = 'queued' AND not_before <= $3 \
-                           AND labels_json::jsonb <@ $4::jsonb \
-                           AND ($6 = '' OR org_id = $6) AND ($7 = '' OR project_id = $7) \
-                         ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                       RETURNING *";
-            let statement = Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                sql,
-                [
-                    who.agent_id.into(),
-                    expires.into(),
-                    now.into(),
-                    labels.into(),
-                    i64::from(who.max).into(),
-                    who.org_id.into(),
-                    who.project_id.into(),
-                ],
-            );
-            let mut rows = task::Model::find_by_statement(statement).all(conn).await?;
-            rows.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.id));
-            Ok(rows)
-        }
-        _ => {
-            // SQLite: the caller's transaction is the only writer; filter labels here.
-            let mut query = task::Entity::find()
-                .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
-                .filter(task::Column::NotBefore.lte(now));
-            if !who.org_id.is_empty() {
-                query = query.filter(task::Column::OrgId.eq(who.org_id));
-            }
-            if !who.project_id.is_empty() {
-                query = query.filter(task::Column::ProjectId.eq(who.project_id));
-            }
-            let candidates = query
-                .order_by_desc(task::Column::Priority)
-                .order_by_asc(task::Column::Id)
-                .limit(u64::from(who.max) * 8)
-                .all(conn)
-                .await?;
-            let mut leased = Vec::new();
-            for candidate in candidates {
-                if leased.len() as u32 >= who.max {
-                    break;
-                }
-                if !labels_match(&candidate.labels_json, who.labels) {
-                    continue;
-                }
-                let mut active: task::ActiveModel = candidate.into();
-                active.status = Set(TaskStatus::Leased.as_str().to_owned());
-                active.agent_id = Set(Some(who.agent_id.to_owned()));
-                active.lease_expires_at = Set(Some(expires));
-                active.started_at = Set(Some(now));
-                leased.push(active.update(conn).await?);
-            }
-            Ok(leased)
+    let mut rows = task::Entity::update_many()
+        .col_expr(task::Column::Status, TaskStatus::Leased.as_str().into())
+        .col_expr(task::Column::AgentId, Some(who.agent_id.to_owned()).into())
+        .col_expr(task::Column::LeaseExpiresAt, Some(expires).into())
+        .col_expr(task::Column::StartedAt, Some(now).into())
+        .filter(task::Column::Id.is_in(ids))
+        .exec_with_returning(conn)
+        .await?;
+    rows.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.id));
+    Ok(rows)
+}
+
+/// A picked row, with the limits that apply to it.
+#[derive(Debug, FromQueryResult)]
+struct Picked {
+    id: i64,
+    project_id: String,
+    run_id: String,
+    node: String,
+    node_concurrency: Option<i32>,
+    project_limit: Option<i32>,
+}
+
+impl From<Picked> for Candidate {
+    fn from(p: Picked) -> Candidate {
+        Candidate {
+            id: p.id,
+            project_id: p.project_id,
+            run_id: p.run_id,
+            node: p.node,
+            project_limit: p.project_limit.map(|l| l.max(0) as u32),
+            node_limit: p.node_concurrency.map(|l| l.max(0) as u32),
         }
     }
+}
+
+/// PostgreSQL: picks and locks up to `max` ready rows, skipping rows other claimers hold and
+/// rows whose project or node looked full (that look is a filter only, unlocked; the exact
+/// check happens under the limit's lock).
+async fn candidates_postgres<C: ConnectionTrait>(
+    conn: &C,
+    who: &Claimant<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Candidate>> {
+    let labels = serde_json::to_string(who.labels).unwrap_or_else(|_| "{}".into());
+    let sql = "SELECT t.id, t.project_id, t.run_id, t.node, t.node_concurrency, \
+                 pl.max_running_tasks AS project_limit \
+               FROM tasks t LEFT JOIN project_limits pl ON pl.project_id = t.project_id \
+               WHERE t.status = 'queued' AND t.not_before <= $1 \
+                 AND t.labels_json::jsonb <@ $2::jsonb \
+                 AND ($3 = '' OR t.org_id = $3) AND ($4 = '' OR t.project_id = $4) \
+                 AND CASE WHEN pl.project_id IS NULL THEN TRUE ELSE pl.max_running_tasks > \
+                   (SELECT count(*) FROM tasks l WHERE l.status = 'leased' \
+                      AND l.project_id = t.project_id) END \
+                 AND CASE WHEN t.node_concurrency IS NULL THEN TRUE ELSE t.node_concurrency > \
+                   (SELECT count(*) FROM tasks l WHERE l.status = 'leased' \
+                      AND l.run_id = t.run_id AND l.node = t.node) END \
+               ORDER BY t.priority DESC, t.id LIMIT $5 FOR UPDATE OF t SKIP LOCKED";
+    let statement = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        sql,
+        [
+            now.into(),
+            labels.into(),
+            who.org_id.into(),
+            who.project_id.into(),
+            i64::from(who.max).into(),
+        ],
+    );
+    Ok(Picked::find_by_statement(statement)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Candidate::from)
+        .collect())
+}
+
+/// SQLite: the caller's transaction is the only writer (it began IMMEDIATE); labels are
+/// filtered here.
+async fn candidates_sqlite<C: ConnectionTrait>(
+    conn: &C,
+    who: &Claimant<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Candidate>> {
+    let mut query = task::Entity::find()
+        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(task::Column::NotBefore.lte(now));
+    if !who.org_id.is_empty() {
+        query = query.filter(task::Column::OrgId.eq(who.org_id));
+    }
+    if !who.project_id.is_empty() {
+        query = query.filter(task::Column::ProjectId.eq(who.project_id));
+    }
+    let rows = query
+        .order_by_desc(task::Column::Priority)
+        .order_by_asc(task::Column::Id)
+        .limit(u64::from(who.max) * 8)
+        .all(conn)
+        .await?;
+    let mut projects: Vec<String> = rows.iter().map(|t| t.project_id.clone()).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    let limits: std::collections::HashMap<String, i32> = project_limit::Entity::find()
+        .filter(project_limit::Column::ProjectId.is_in(projects))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|l| (l.project_id, l.max_running_tasks))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|t| labels_match(&t.labels_json, who.labels))
+        .map(|t| {
+            Candidate::from(Picked {
+                project_limit: limits.get(&t.project_id).copied(),
+                id: t.id,
+                project_id: t.project_id,
+                run_id: t.run_id,
+                node: t.node,
+                node_concurrency: t.node_concurrency,
+            })
+        })
+        .collect())
+}
+
+/// What runs now under each limit the candidates are subject to, counted after taking each
+/// limit's transaction lock (PostgreSQL advisory locks, in one global order so claimers
+/// cannot deadlock): a concurrent claimer of the same project or node waits until this one
+/// commits, then counts this one's leases. SQLite has one writer and needs no lock.
+async fn running_under_lock<C: ConnectionTrait>(
+    conn: &C,
+    candidates: &[Candidate],
+) -> Result<Running> {
+    let mut projects: Vec<&str> = candidates
+        .iter()
+        .filter(|c| c.project_limit.is_some())
+        .map(|c| c.project_id.as_str())
+        .collect();
+    projects.sort_unstable();
+    projects.dedup();
+    let mut nodes: Vec<(&str, &str)> = candidates
+        .iter()
+        .filter(|c| c.node_limit.is_some())
+        .map(|c| (c.run_id.as_str(), c.node.as_str()))
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        let mut keys: Vec<String> = projects
+            .iter()
+            .map(|p| format!("limit:project:{p}"))
+            .collect();
+        keys.extend(nodes.iter().map(|(r, n)| format!("limit:node:{r}:{n}")));
+        keys.sort_unstable();
+        for key in keys {
+            conn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                [key.into()],
+            ))
+            .await?;
+        }
+    }
+    let mut running = Running::default();
+    if !projects.is_empty() {
+        let counts: Vec<(String, i64)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::ProjectId)
+            .column_as(task::Column::Id.count(), "n")
+            .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+            .filter(task::Column::ProjectId.is_in(projects.iter().copied()))
+            .group_by(task::Column::ProjectId)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        running.projects = counts
+            .into_iter()
+            .map(|(p, n)| (p, n.max(0) as u32))
+            .collect();
+    }
+    if !nodes.is_empty() {
+        let mut runs: Vec<&str> = nodes.iter().map(|(r, _)| *r).collect();
+        runs.dedup();
+        let counts: Vec<(String, String, i64)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::RunId)
+            .column(task::Column::Node)
+            .column_as(task::Column::Id.count(), "n")
+            .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+            .filter(task::Column::RunId.is_in(runs))
+            .group_by(task::Column::RunId)
+            .group_by(task::Column::Node)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        running.nodes = counts
+            .into_iter()
+            .map(|(r, n, c)| ((r, n), c.max(0) as u32))
+            .collect();
+    }
+    Ok(running)
 }
 
 /// Whether an agent with `have` may run a task requiring `required_json` (a JSON object of
@@ -238,6 +402,51 @@ pub async fn expired<C: ConnectionTrait>(
         .limit(limit)
         .all(conn)
         .await?)
+}
+
+/// Leased tasks running past their start-to-close timeout by more than `grace` (an agent that
+/// keeps heartbeating but never stops or reports): candidates for the sweeper, which
+/// re-checks each under its lock.
+pub async fn overran<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+    grace: Duration,
+    limit: u64,
+) -> Result<Vec<task::Model>> {
+    let grace_s = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX / 2);
+    let overran = |t: &task::Model| {
+        let allowed = chrono::Duration::try_seconds(t.timeout_s.saturating_add(grace_s));
+        match (t.started_at, allowed) {
+            (Some(at), Some(allowed)) => {
+                at.checked_add_signed(allowed).is_some_and(|end| end < now)
+            }
+            _ => false,
+        }
+    };
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        let statement = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT * FROM tasks WHERE status = 'leased' \
+               AND started_at + make_interval(secs => (LEAST(timeout_s, $4) + $1)::double precision) < $2 \
+             ORDER BY id LIMIT $3",
+            [
+                grace_s.into(),
+                now.into(),
+                (limit as i64).into(),
+                MAX_TIMEOUT_S.into(),
+            ],
+        );
+        return Ok(task::Model::find_by_statement(statement).all(conn).await?);
+    }
+    // SQLite (embedded: a handful of leases): filter here.
+    Ok(task::Entity::find()
+        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(overran)
+        .take(limit as usize)
+        .collect())
 }
 
 /// Queued tasks eligible since before `since` (never taken by any agent since), of runs not

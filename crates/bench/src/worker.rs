@@ -1,0 +1,354 @@
+//! worker: the run engine as agents and CI see it — every hop real. Runs are created through
+//! the HTTP gateway, reach the scheduler through the control plane's outbox, and are drained
+//! by worker loops speaking the gRPC worker API (authenticated `PollTasks`, one unary
+//! `CompleteTask` per task, sent concurrently as an agent with free slots does).
+//!
+//! 1. throughput: 20,000 no-op tasks (20 runs × 1,000 shards) created over HTTP and drained by
+//!    8 worker loops: tasks per second from the first lease to the last completion, and from
+//!    the first create to the last run final;
+//! 2. create-to-start: `POST /runs` answered → the task leased to a waiting worker, p50/p99.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::json;
+use switchyard_proto::scheduler::v1::worker_service_client::WorkerServiceClient;
+use switchyard_proto::scheduler::v1::{
+    CompleteTaskRequest, LeaseRef, PollTasksRequest, RegisterAgentRequest,
+};
+use switchyard_runtime::grpc::GrpcChannel;
+use switchyard_test_support::api::{Api, spawn_api_with};
+use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase};
+use tokio::sync::Mutex;
+
+const WORKERS: usize = 8;
+const SLOTS: u32 = 100;
+
+struct Project {
+    id: String,
+    ci: String,
+    agents: String,
+}
+
+async fn project(api: &Api) -> anyhow::Result<Project> {
+    let admin = Some(BOOTSTRAP_TOKEN);
+    let org = api
+        .post("/api/v1/orgs", admin, json!({"name": "bench"}))
+        .await;
+    let org = org.body["id"].as_str().context("org")?.to_owned();
+    let project = api
+        .post(
+            &format!("/api/v1/orgs/{org}/projects"),
+            admin,
+            json!({"name": "p"}),
+        )
+        .await;
+    let id = project.body["id"].as_str().context("project")?.to_owned();
+    let token = |scopes: serde_json::Value| {
+        let id = id.clone();
+        async move {
+            let reply = api
+                .post(
+                    "/api/v1/auth/service-tokens",
+                    admin,
+                    json!({"name": "bench", "project_id": id, "scopes": scopes}),
+                )
+                .await;
+            reply.body["token"]
+                .as_str()
+                .map(str::to_owned)
+                .context("token")
+        }
+    };
+    Ok(Project {
+        ci: token(json!(["runs:write", "workflows:write"])).await?,
+        agents: token(json!(["agents"])).await?,
+        id,
+    })
+}
+
+/// gRPC worker loops; each records when a run's first task reached it and counts completions.
+struct Workers {
+    stop: Arc<AtomicBool>,
+    completed: Arc<AtomicU64>,
+    /// Completions refused because the lease had expired.
+    lost: Arc<AtomicU64>,
+    first_lease: Arc<Mutex<Option<Instant>>>,
+    started: Arc<Mutex<HashMap<String, Instant>>>,
+    handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+fn request<T>(
+    bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    message: T,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    request
+}
+
+impl Workers {
+    async fn spawn(api: &Api, token: &str) -> anyhow::Result<Workers> {
+        let endpoint = format!("http://{}", api.cluster.scheduler.grpc_addr);
+        let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            format!("Bearer {token}").parse()?;
+        let workers = Workers {
+            stop: Arc::default(),
+            completed: Arc::default(),
+            lost: Arc::default(),
+            first_lease: Arc::default(),
+            started: Arc::default(),
+            handles: Vec::new(),
+        };
+        let mut handles = Vec::new();
+        for n in 0..WORKERS {
+            // One connection per worker, as separate agents have.
+            let channel: GrpcChannel = switchyard_runtime::grpc::channel(&endpoint)?;
+            let client = WorkerServiceClient::new(channel);
+            let agent_id = client
+                .clone()
+                .register_agent(request(
+                    &bearer,
+                    RegisterAgentRequest {
+                        name: format!("bench-{n}"),
+                        capacity: SLOTS,
+                        version: "bench".into(),
+                        ..RegisterAgentRequest::default()
+                    },
+                ))
+                .await?
+                .into_inner()
+                .agent_id;
+            let (stop, completed, lost, first, started, bearer) = (
+                workers.stop.clone(),
+                workers.completed.clone(),
+                workers.lost.clone(),
+                workers.first_lease.clone(),
+                workers.started.clone(),
+                bearer.clone(),
+            );
+            handles.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let poll = PollTasksRequest {
+                        agent_id: agent_id.clone(),
+                        max_tasks: SLOTS,
+                        wait: Some(prost_types::Duration {
+                            seconds: 0,
+                            nanos: 500_000_000,
+                        }),
+                    };
+                    let tasks = client
+                        .clone()
+                        .poll_tasks(request(&bearer, poll))
+                        .await?
+                        .into_inner()
+                        .tasks;
+                    let at = Instant::now();
+                    if !tasks.is_empty() {
+                        first.lock().await.get_or_insert(at);
+                        let mut started = started.lock().await;
+                        for t in &tasks {
+                            started.entry(t.run_id.clone()).or_insert(at);
+                        }
+                    }
+                    let mut calls = tokio::task::JoinSet::new();
+                    for t in tasks {
+                        let (client, bearer, agent_id) =
+                            (client.clone(), bearer.clone(), agent_id.clone());
+                        calls.spawn(async move {
+                            let done = CompleteTaskRequest {
+                                agent_id,
+                                lease: Some(LeaseRef {
+                                    task_id: t.task_id,
+                                    attempt: t.attempt,
+                                }),
+                                ..CompleteTaskRequest::default()
+                            };
+                            client.clone().complete_task(request(&bearer, done)).await
+                        });
+                    }
+                    for call in calls.join_all().await {
+                        match call {
+                            Ok(_) => {
+                                completed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // The lease ran out first (these loops do not heartbeat): the
+                            // task runs again at its next attempt, as with a real agent.
+                            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                                lost.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(status) => return Err(status.into()),
+                        }
+                    }
+                }
+                Ok(())
+            }));
+        }
+        Ok(Workers { handles, ..workers })
+    }
+
+    /// Fails at once, with its error, when a worker loop has stopped, instead of at a deadline.
+    async fn check(&mut self) -> anyhow::Result<()> {
+        if let Some(at) = self.handles.iter().position(|h| h.is_finished()) {
+            let outcome = self.handles.swap_remove(at).await?;
+            outcome.context("a worker loop stopped")?;
+            anyhow::bail!("a worker loop stopped without an error");
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.handles {
+            handle.await??;
+        }
+        Ok(())
+    }
+}
+
+async fn create(api: &Api, p: &Project, workflow: &str) -> anyhow::Result<String> {
+    let run = api
+        .post(
+            &format!("/api/v1/projects/{}/runs", p.id),
+            Some(&p.ci),
+            json!({"workflow": workflow}),
+        )
+        .await;
+    ensure!(run.status == 201, "run not created: {:?}", run.body);
+    run.body["id"].as_str().map(str::to_owned).context("run id")
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let db = TestDatabase::postgres().await;
+    let api = spawn_api_with(&db, |c| c.rate_limit.enabled = false).await;
+    let p = project(&api).await?;
+    for (name, definition) in [
+        (
+            "wide",
+            json!({"nodes": [{"id": "t", "run": "true", "shards": 1000}]}),
+        ),
+        ("one", json!({"nodes": [{"id": "t", "run": "true"}]})),
+    ] {
+        let put = api
+            .put(
+                &format!("/api/v1/projects/{}/workflows/{name}", p.id),
+                Some(&p.ci),
+                definition,
+            )
+            .await;
+        ensure!(
+            matches!(put.status, 200 | 201),
+            "workflow refused: {:?}",
+            put.body
+        );
+    }
+    println!(
+        "worker: HTTP gateway → control plane → outbox → scheduler, {WORKERS} gRPC worker loops with {SLOTS} slots each"
+    );
+    throughput(&api, &p).await?;
+    create_to_start(&api, &p).await?;
+    api.stop().await;
+    Ok(())
+}
+
+async fn throughput(api: &Api, p: &Project) -> anyhow::Result<()> {
+    const RUNS: usize = 20;
+    const TASKS: u64 = 20_000;
+    let mut workers = Workers::spawn(api, &p.agents).await?;
+    let begun = Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(create(api, p, "wide").await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while workers.completed.load(Ordering::Relaxed) < TASKS {
+        ensure!(
+            Instant::now() < deadline,
+            "tasks not drained in time: {} of {TASKS} completed",
+            workers.completed.load(Ordering::Relaxed)
+        );
+        workers.check().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = Instant::now();
+    for run in &runs {
+        loop {
+            let reply = api.get(&format!("/api/v1/runs/{run}"), Some(&p.ci)).await;
+            if reply.body["status"] == "completed" {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "run {run} not final: {:?}",
+                reply.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let finished = Instant::now();
+    let first = workers.first_lease.lock().await.context("nothing leased")?;
+    let lost = workers.lost.load(Ordering::Relaxed);
+    workers.stop().await?;
+    let lease_to_done = drained.duration_since(first).as_secs_f64();
+    println!(
+        "  1. throughput: {TASKS} no-op tasks ({RUNS} runs × 1,000 shards) over HTTP and gRPC"
+    );
+    println!(
+        "     lease+complete {:.0} tasks/s   create-to-all-final {:.0} tasks/s ({:.2} s)",
+        TASKS as f64 / lease_to_done,
+        TASKS as f64 / finished.duration_since(begun).as_secs_f64(),
+        finished.duration_since(begun).as_secs_f64()
+    );
+    if lost > 0 {
+        println!("     ({lost} completions arrived after their lease expired and ran again)");
+    }
+    Ok(())
+}
+
+async fn create_to_start(api: &Api, p: &Project) -> anyhow::Result<()> {
+    const SAMPLES: usize = 200;
+    let workers = Workers::spawn(api, &p.agents).await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut created = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let id = create(api, p, "one").await?;
+        created.push((id, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while workers.completed.load(Ordering::Relaxed) < SAMPLES as u64 {
+        ensure!(
+            Instant::now() < deadline,
+            "single-task runs not started in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = workers.started.lock().await.clone();
+    workers.stop().await?;
+    let mut samples: Vec<Duration> = created
+        .iter()
+        .filter_map(|(id, at)| started.get(id).map(|s| s.saturating_duration_since(*at)))
+        .collect();
+    ensure!(
+        samples.len() == SAMPLES,
+        "only {} of {SAMPLES} runs started",
+        samples.len()
+    );
+    samples.sort();
+    let pct = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "  2. create-to-start: POST /runs answered → task leased to a waiting gRPC worker ({SAMPLES} runs)"
+    );
+    println!(
+        "     p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples[samples.len() - 1].as_secs_f64() * 1e3
+    );
+    Ok(())
+}
