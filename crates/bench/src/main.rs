@@ -1,12 +1,13 @@
 //! `make bench`: figures a reader can compare across commits. Runs the real services against
 //! this machine's PostgreSQL and Redis (a fresh schema, dropped afterwards).
 //!
-//! `switchyard-bench [gateway|engine|worker]...` runs the named benchmarks (all when none is named):
+//! `switchyard-bench [gateway|engine|worker|monitoring]...` runs the named benchmarks (all when none is named):
 //! - gateway: authenticated `GET /api/v1/runs/{id}` rate and latency;
 //! - engine: the scheduler's run engine: throughput, enqueue-to-start latency, a 40-step
 //!   sequential workflow's overhead, and a 1,000-shard fan-out and fan-in;
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
-//!   throughput and create-to-start latency.
+//!   throughput and create-to-start latency;
+//! - monitoring: that workload with monitoring's task events on and off, and the cost.
 
 #![allow(clippy::print_stdout)] // a benchmark's output is its report
 
@@ -29,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("worker") {
         Box::pin(worker::run()).await?;
+    }
+    if runs("monitoring") {
+        Box::pin(worker::monitoring_overhead()).await?;
     }
     if runs("gateway") {
         Box::pin(gateway::run()).await?;

@@ -7,6 +7,8 @@
 //!    8 worker loops: tasks per second from the first lease to the last completion, and from
 //!    the first create to the last run final;
 //! 2. create-to-start: `POST /runs` answered → the task leased to a waiting worker, p50/p99.
+//!
+//! `monitoring` runs the same with task lifecycle events on and off and prints the cost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use switchyard_proto::scheduler::v1::{
     CompleteTaskRequest, LeaseRef, PollTasksRequest, RegisterAgentRequest,
 };
 use switchyard_runtime::grpc::GrpcChannel;
-use switchyard_test_support::api::{Api, spawn_api_with};
+use switchyard_test_support::api::{Api, spawn_api_tuned};
 use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase};
 use tokio::sync::Mutex;
 
@@ -223,9 +225,25 @@ async fn create(api: &Api, p: &Project, workflow: &str) -> anyhow::Result<String
     run.body["id"].as_str().map(str::to_owned).context("run id")
 }
 
-pub async fn run() -> anyhow::Result<()> {
+/// What one pass over the whole path measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    /// Tasks per second from the first lease to the last completion.
+    lease_to_complete: f64,
+    /// Create-to-start percentiles, milliseconds.
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// A cluster with task lifecycle events on or off, its project and workflows.
+async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, Api, Project)> {
     let db = TestDatabase::postgres().await;
-    let api = spawn_api_with(&db, |c| c.rate_limit.enabled = false).await;
+    let api = spawn_api_tuned(
+        &db,
+        |c| c.rate_limit.enabled = false,
+        |s| s.engine.task_events = task_events,
+    )
+    .await;
     let p = project(&api).await?;
     for (name, definition) in [
         (
@@ -247,16 +265,64 @@ pub async fn run() -> anyhow::Result<()> {
             put.body
         );
     }
+    Ok((db, api, p))
+}
+
+async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
+    let (_db, api, p) = cluster(task_events).await?;
+    let lease_to_complete = throughput(&api, &p, report).await?;
+    let (p50_ms, p99_ms) = create_to_start(&api, &p, report).await?;
+    api.stop().await;
+    Ok(Figures {
+        lease_to_complete,
+        p50_ms,
+        p99_ms,
+    })
+}
+
+pub async fn run() -> anyhow::Result<()> {
     println!(
         "worker: HTTP gateway → control plane → outbox → scheduler, {WORKERS} gRPC worker loops with {SLOTS} slots each"
     );
-    throughput(&api, &p).await?;
-    create_to_start(&api, &p).await?;
-    api.stop().await;
+    pass(true, true).await?;
     Ok(())
 }
 
-async fn throughput(api: &Api, p: &Project) -> anyhow::Result<()> {
+/// Monitoring's cost: the same workload with task lifecycle events on (written with each
+/// claim and completion, relayed, ingested by monitoring) and off, alternating, twice each;
+/// the best pass of each side is compared, so one noisy moment on this shared machine does
+/// not decide the ratio.
+pub async fn monitoring_overhead() -> anyhow::Result<()> {
+    println!("monitoring: the worker workload with task events on (monitoring ingesting) and off");
+    let mut on: Vec<Figures> = Vec::new();
+    let mut off: Vec<Figures> = Vec::new();
+    for _ in 0..2 {
+        off.push(pass(false, false).await?);
+        on.push(pass(true, false).await?);
+    }
+    let best = |side: &[Figures]| Figures {
+        lease_to_complete: side.iter().map(|f| f.lease_to_complete).fold(0.0, f64::max),
+        p50_ms: side.iter().map(|f| f.p50_ms).fold(f64::INFINITY, f64::min),
+        p99_ms: side.iter().map(|f| f.p99_ms).fold(f64::INFINITY, f64::min),
+    };
+    let (on, off) = (best(&on), best(&off));
+    println!(
+        "     without: {:.0} tasks/s, create-to-start p50 {:.2} ms, p99 {:.2} ms",
+        off.lease_to_complete, off.p50_ms, off.p99_ms
+    );
+    println!(
+        "     with:    {:.0} tasks/s, create-to-start p50 {:.2} ms, p99 {:.2} ms",
+        on.lease_to_complete, on.p50_ms, on.p99_ms
+    );
+    println!(
+        "     cost of monitoring: throughput {:+.1}%, p50 {:+.1}% (target: under 5% each)",
+        (off.lease_to_complete - on.lease_to_complete) / off.lease_to_complete * 100.0,
+        (on.p50_ms - off.p50_ms) / off.p50_ms * 100.0
+    );
+    Ok(())
+}
+
+async fn throughput(api: &Api, p: &Project, report: bool) -> anyhow::Result<f64> {
     const RUNS: usize = 20;
     const TASKS: u64 = 20_000;
     let mut workers = Workers::spawn(api, &p.agents).await?;
@@ -295,22 +361,24 @@ async fn throughput(api: &Api, p: &Project) -> anyhow::Result<()> {
     let lost = workers.lost.load(Ordering::Relaxed);
     workers.stop().await?;
     let lease_to_done = drained.duration_since(first).as_secs_f64();
-    println!(
-        "  1. throughput: {TASKS} no-op tasks ({RUNS} runs × 1,000 shards) over HTTP and gRPC"
-    );
-    println!(
-        "     lease+complete {:.0} tasks/s   create-to-all-final {:.0} tasks/s ({:.2} s)",
-        TASKS as f64 / lease_to_done,
-        TASKS as f64 / finished.duration_since(begun).as_secs_f64(),
-        finished.duration_since(begun).as_secs_f64()
-    );
-    if lost > 0 {
-        println!("     ({lost} completions arrived after their lease expired and ran again)");
+    let rate = TASKS as f64 / lease_to_done;
+    if report {
+        println!(
+            "  1. throughput: {TASKS} no-op tasks ({RUNS} runs × 1,000 shards) over HTTP and gRPC"
+        );
+        println!(
+            "     lease+complete {rate:.0} tasks/s   create-to-all-final {:.0} tasks/s ({:.2} s)",
+            TASKS as f64 / finished.duration_since(begun).as_secs_f64(),
+            finished.duration_since(begun).as_secs_f64()
+        );
+        if lost > 0 {
+            println!("     ({lost} completions arrived after their lease expired and ran again)");
+        }
     }
-    Ok(())
+    Ok(rate)
 }
 
-async fn create_to_start(api: &Api, p: &Project) -> anyhow::Result<()> {
+async fn create_to_start(api: &Api, p: &Project, report: bool) -> anyhow::Result<(f64, f64)> {
     const SAMPLES: usize = 200;
     let workers = Workers::spawn(api, &p.agents).await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -341,14 +409,15 @@ async fn create_to_start(api: &Api, p: &Project) -> anyhow::Result<()> {
     );
     samples.sort();
     let pct = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "  2. create-to-start: POST /runs answered → task leased to a waiting gRPC worker ({SAMPLES} runs)"
-    );
-    println!(
-        "     p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
-        pct(0.5).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        samples[samples.len() - 1].as_secs_f64() * 1e3
-    );
-    Ok(())
+    let (p50, p99) = (pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
+    if report {
+        println!(
+            "  2. create-to-start: POST /runs answered → task leased to a waiting gRPC worker ({SAMPLES} runs)"
+        );
+        println!(
+            "     p50 {p50:.2} ms   p99 {p99:.2} ms   max {:.2} ms",
+            samples[samples.len() - 1].as_secs_f64() * 1e3
+        );
+    }
+    Ok((p50, p99))
 }

@@ -42,6 +42,9 @@ enum Command {
     /// Dead letters.
     #[command(subcommand)]
     Dlq(client::dlq::DlqCommand),
+    /// Tasks running now and the execution history (monitoring).
+    #[command(subcommand)]
+    Tasks(client::tasks::TasksCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Workflow(command) => client::workflow::run(&cli.connection, command).await,
             Command::Token(command) => client::token::run(&cli.connection, command).await,
             Command::Dlq(command) => client::dlq::run(&cli.connection, command).await,
+            Command::Tasks(command) => client::tasks::run(&cli.connection, command).await,
         }
     });
     match result {

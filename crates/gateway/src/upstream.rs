@@ -12,6 +12,7 @@ use switchyard_proto::controlplane::v1::run_service_client::RunServiceClient;
 use switchyard_proto::controlplane::v1::suite_service_client::SuiteServiceClient;
 use switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient;
 use switchyard_proto::controlplane::v1::workflow_service_client::WorkflowServiceClient;
+use switchyard_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
 use switchyard_proto::scheduler::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use switchyard_proto::scheduler::v1::dead_letter_service_client::DeadLetterServiceClient;
 use switchyard_proto::scheduler::v1::project_limit_service_client::ProjectLimitServiceClient;
@@ -84,6 +85,9 @@ impl Upstreams {
     }
     pub fn agents(&self) -> AgentRegistryServiceClient<GrpcChannel> {
         AgentRegistryServiceClient::new(self.scheduler.clone())
+    }
+    pub fn monitoring(&self) -> MonitoringServiceClient<GrpcChannel> {
+        MonitoringServiceClient::new(self.monitoring.clone())
     }
     pub fn audit(&self) -> AuditServiceClient<GrpcChannel> {
         AuditServiceClient::new(self.audit.clone())

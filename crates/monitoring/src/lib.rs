@@ -1,9 +1,14 @@
-//! The monitoring service. This slice runs the shared runtime (health, reflection, migrations,
-//! metrics, drain) and records its own lifecycle through the outbox to audit; see the
-//! module docs of `grpc` for the state of the domain RPCs.
+//! The monitoring service: ingests the scheduler's task lifecycle events into an execution
+//! history (one row per attempt) and answers what ran and what runs now. Records its own
+//! lifecycle through the outbox to audit. See the module docs of `grpc` for which RPCs are
+//! built.
 
 pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
 pub mod grpc;
+pub mod store;
 
 use switchyard_monitoring_migration::Migrator;
 use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
@@ -26,6 +31,7 @@ pub const SERVICE: &str = "monitoring";
 pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Running, RuntimeError> {
     let grpc = config.grpc.clone();
     let outbox_config = config.outbox.clone();
+    let control_plane = config.control_plane.clone();
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -34,19 +40,20 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        let api = MonitoringApi::new(
+            ctx.db.clone(),
+            switchyard_runtime::grpc::channel(&control_plane)?,
+        );
         let routes = Routes::new(limit_messages!(
-            MonitoringServiceServer::new(MonitoringApi),
+            MonitoringServiceServer::new(api.clone()),
             grpc
         ))
+        .add_service(limit_messages!(AlertServiceServer::new(api.clone()), grpc))
         .add_service(limit_messages!(
-            AlertServiceServer::new(MonitoringApi),
+            ApiCheckServiceServer::new(api.clone()),
             grpc
         ))
-        .add_service(limit_messages!(
-            ApiCheckServiceServer::new(MonitoringApi),
-            grpc
-        ))
-        .add_service(limit_messages!(EventSinkServer::new(MonitoringApi), grpc));
+        .add_service(limit_messages!(EventSinkServer::new(api), grpc));
         Ok(Built {
             routes,
             health_names: vec![

@@ -74,6 +74,9 @@ pub struct EngineConfig {
     /// `retention` (a run is deleted only once its artifacts are gone).
     #[serde(with = "humantime_serde")]
     pub artifact_retention: Duration,
+    /// Task lifecycle events (leased, and how each attempt ended) go to monitoring through the
+    /// outbox (`outbox.monitoring_endpoint`). Off: monitoring sees no task history.
+    pub task_events: bool,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +89,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_interval: Duration::from_secs(3600),
             artifact_retention: Duration::from_secs(14 * 24 * 3600),
+            task_events: true,
         }
     }
 }
@@ -98,6 +102,7 @@ impl EngineConfig {
                 infra_attempts: self.infra_attempts,
             },
             schedule_to_start: self.schedule_to_start,
+            task_events: self.task_events,
         }
     }
 }

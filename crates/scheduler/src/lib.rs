@@ -53,6 +53,15 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        // Task lifecycle events, when they are on (their relay starts either way, so events
+        // written before they were turned off still arrive).
+        let to_monitoring = outbox::spawn_relay_to(
+            SERVICE,
+            ctx.db.clone(),
+            outbox::destination::MONITORING,
+            &outbox_config,
+            ctx.shutdown.clone(),
+        )?;
         let engine = Engine::new(ctx.db.clone(), settings);
         let wake_tasks = engine
             .wake
@@ -99,10 +108,17 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 <WorkerServiceServer<SchedulerApi> as NamedService>::NAME,
                 <EventSinkServer<SchedulerApi> as NamedService>::NAME,
             ],
-            tasks: [relay, to_control_plane, sweeper, cron, maintenance]
-                .into_iter()
-                .chain(wake_tasks)
-                .collect(),
+            tasks: [
+                relay,
+                to_control_plane,
+                to_monitoring,
+                sweeper,
+                cron,
+                maintenance,
+            ]
+            .into_iter()
+            .chain(wake_tasks)
+            .collect(),
         })
     })
     .await

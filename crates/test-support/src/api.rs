@@ -7,7 +7,7 @@ use serde_json::Value;
 use switchyard_gateway::{Gateway, GatewayConfig};
 use switchyard_runtime::shutdown::Shutdown;
 
-use crate::cluster::{Cluster, redis, spawn_cluster};
+use crate::cluster::{Cluster, redis};
 use crate::database::TestDatabase;
 
 pub struct Api {
@@ -41,7 +41,17 @@ pub async fn spawn_api(db: &TestDatabase) -> Api {
 
 /// With a hook to adjust the gateway's config (rate limits, body limits).
 pub async fn spawn_api_with(db: &TestDatabase, adjust: impl FnOnce(&mut GatewayConfig)) -> Api {
-    let cluster = spawn_cluster(db).await;
+    spawn_api_tuned(db, adjust, |_| {}).await
+}
+
+/// With hooks for the gateway's and the scheduler's configs.
+pub async fn spawn_api_tuned(
+    db: &TestDatabase,
+    adjust: impl FnOnce(&mut GatewayConfig),
+    adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
+) -> Api {
+    // Boxed: the cluster's start-up state would otherwise sit inline in every caller's future.
+    let cluster = Box::pin(crate::cluster::spawn_cluster_with(db, adjust_scheduler)).await;
     let mut config = GatewayConfig::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.http.shutdown_grace = Duration::from_secs(5);

@@ -86,13 +86,24 @@ fn reserve() -> std::net::SocketAddr {
 }
 
 pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
+    spawn_cluster_with(db, |_| {}).await
+}
+
+/// The same, with a hook to adjust the scheduler's config (engine settings, task events).
+pub async fn spawn_cluster_with(
+    db: &TestDatabase,
+    adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
+) -> Cluster {
     let audit = spawn_audit(db).await;
     let mut outbox = outbox_to(&audit);
-    // The control plane and the scheduler relay events to each other.
+    // The control plane and the scheduler relay events to each other, and the scheduler its
+    // task lifecycle events to monitoring.
     let control_plane_addr = reserve();
     let scheduler_addr = reserve();
+    let monitoring_addr = reserve();
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
+    outbox.monitoring_endpoint = format!("http://{monitoring_addr}");
     let control_plane = switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
             grpc: GrpcConfig {
@@ -133,15 +144,23 @@ pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
         },
         ..Default::default()
     };
+    let mut scheduler_config = scheduler_config;
+    adjust_scheduler(&mut scheduler_config);
     let scheduler = switchyard_scheduler::start(scheduler_config.clone(), Shutdown::new())
         .await
         .unwrap();
     let monitoring = switchyard_monitoring::start(
         switchyard_monitoring::MonitoringConfig {
-            grpc: grpc(),
+            grpc: GrpcConfig {
+                listen: monitoring_addr,
+                ..grpc()
+            },
             metrics: MetricsConfig::default(),
             database: db.config("monitoring"),
             outbox,
+            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
             ..Default::default()
         },
         Shutdown::new(),

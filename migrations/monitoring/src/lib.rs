@@ -1,15 +1,22 @@
 //! Migrations of the monitoring service's schema, applied at startup under the migration lock.
-//! Domain tables arrive with the issues that build the domain; the outbox is there from the
-//! start because the service records its own lifecycle through it.
+//! The outbox first (the service records its own lifecycle through it), the inbox (events it
+//! consumes are applied once), then the execution history.
 
 pub use sea_orm_migration::prelude::*;
+use switchyard_runtime::inbox::migration::CreateInbox;
 use switchyard_runtime::outbox::migration::CreateOutbox;
+
+mod m20261128_000001_task_executions;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreateInbox),
+            Box::new(m20261128_000001_task_executions::Migration),
+        ]
     }
 }

@@ -70,14 +70,14 @@ async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::monitoring::v1::ListActiveTasksRequest;
+    use switchyard_proto::monitoring::v1::GetRetryStatisticsRequest;
     use switchyard_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
     let db = TestDatabase::postgres().await;
     let cluster = spawn_cluster(&db).await;
-    // Monitoring's views arrive with the monitoring issue.
+    // Retry statistics arrive with a later slice of the monitoring issue.
     let mut monitoring = MonitoringServiceClient::new(channel(&cluster.monitoring));
     let status = monitoring
-        .list_active_tasks(ListActiveTasksRequest::default())
+        .get_retry_statistics(GetRetryStatisticsRequest::default())
         .await
         .expect_err("not built yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);

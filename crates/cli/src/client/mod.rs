@@ -4,6 +4,7 @@ pub mod dlq;
 pub mod http;
 pub mod run;
 pub mod sse;
+pub mod tasks;
 pub mod token;
 pub mod watch;
 pub mod workflow;

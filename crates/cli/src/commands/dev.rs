@@ -186,8 +186,10 @@ async fn start_all(
     outbox.poll_interval = std::time::Duration::from_millis(100);
     let control_plane_addr = reserve(base, 10);
     let scheduler_addr = reserve(base, 20);
+    let monitoring_addr = reserve(base, 30);
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
+    outbox.monitoring_endpoint = format!("http://{monitoring_addr}");
 
     let control_plane = switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
@@ -230,10 +232,16 @@ async fn start_all(
     .context("scheduler did not start")?;
     let monitoring = switchyard_monitoring::start(
         switchyard_monitoring::MonitoringConfig {
-            grpc: grpc(base, 30),
+            grpc: GrpcConfig {
+                listen: monitoring_addr,
+                ..GrpcConfig::default()
+            },
             metrics,
             database: sqlite(dir, "monitoring"),
             outbox,
+            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
             ..Default::default()
         },
         shutdown.clone(),

@@ -9,6 +9,7 @@ mod engine;
 mod environments;
 mod health;
 mod limits;
+mod monitoring;
 pub mod run_events;
 mod runs;
 mod schedules;
@@ -97,6 +98,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(engine::list_dead_letters))
         .routes(routes!(engine::retry_dead_letter))
         .routes(routes!(engine::retry_dead_letters))
+        .routes(routes!(monitoring::active_tasks))
+        .routes(routes!(monitoring::task_history))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
@@ -160,6 +163,8 @@ mod tests {
             ("/api/v1/projects/{project_id}/limits", "put"),
             ("/api/v1/monitoring/dead-letter", "get"),
             ("/api/v1/monitoring/dead-letter/{id}/retry", "post"),
+            ("/api/v1/monitoring/tasks/active", "get"),
+            ("/api/v1/monitoring/tasks/history", "get"),
             ("/api/v1/projects/{project_id}/features", "post"),
             ("/api/v1/projects/{project_id}/features", "get"),
             ("/api/v1/projects/{project_id}/suites/{name}", "put"),

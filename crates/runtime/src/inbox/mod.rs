@@ -2,8 +2,10 @@
 //! same transaction as their effects, so an event delivered twice (the relay retries a batch
 //! whose answer it lost) changes things once.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
 
 pub mod migration;
@@ -36,4 +38,33 @@ pub async fn first_delivery<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
+}
+
+/// Records a batch of `(event_id, source)` inside the caller's transaction in one statement
+/// (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, on PostgreSQL and SQLite alike) and returns
+/// the ids recorded now: the first deliveries. Ids missing from the answer are duplicates,
+/// including ones a concurrent transaction recorded first.
+pub async fn first_deliveries<C: ConnectionTrait>(
+    conn: &C,
+    events: &[(&str, &str)],
+) -> Result<HashSet<String>, DbErr> {
+    use inbox_event::Column;
+    let mut fresh = HashSet::with_capacity(events.len());
+    // Well under both databases' bound-parameter limits (3 per row).
+    for chunk in events.chunks(1000) {
+        let now = Utc::now();
+        let mut insert = Query::insert();
+        insert
+            .into_table(inbox_event::Entity)
+            .columns([Column::EventId, Column::Source, Column::ReceivedAt])
+            .on_conflict(OnConflict::column(Column::EventId).do_nothing().to_owned())
+            .returning_col(Column::EventId);
+        for (id, source) in chunk {
+            insert.values_panic([(*id).into(), (*source).into(), now.into()]);
+        }
+        for row in conn.query_all(&insert).await? {
+            fresh.insert(row.try_get::<String>("", "event_id")?);
+        }
+    }
+    Ok(fresh)
 }

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod cron_job;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod progress;
 pub mod report;
@@ -21,9 +22,10 @@ use crate::domain::graph::Graph;
 use crate::domain::retry::{self, Budget, Decision, Failure};
 use crate::domain::task_status::TaskStatus;
 use crate::error::{Error, Result};
-use crate::store::attempts::{self, Outcome};
+use crate::store::attempts::Outcome;
 use crate::store::entity::{dead_letter, run, task};
 use crate::store::{self, queue, runs};
+use switchyard_proto::events::v1::TaskPhase;
 
 /// The engine's tunables.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +36,8 @@ pub struct Settings {
     /// How long a ready task may wait for an agent before its run ends `infra_failed` (no
     /// agent with the labels, or none at all).
     pub schedule_to_start: Duration,
+    /// Whether task lifecycle events go to monitoring (through the outbox).
+    pub task_events: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +46,7 @@ impl Default for Settings {
             lease: Duration::from_secs(30),
             budget: Budget::default(),
             schedule_to_start: Duration::from_secs(600),
+            task_events: true,
         }
     }
 }
@@ -196,6 +201,8 @@ impl Engine {
             txn.rollback().await?;
             return Ok(tasks);
         }
+        let leased: Vec<_> = tasks.iter().map(lifecycle::leased).collect();
+        lifecycle::emit(&txn, self.settings.task_events, &leased).await?;
         let mut touched: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
         touched.sort_unstable();
         touched.dedup();
@@ -621,7 +628,7 @@ impl Engine {
         // Node → (shards succeeded, shards failed) in this group.
         let mut tallies: BTreeMap<String, (i32, i32)> = BTreeMap::new();
         let mut any_cancelled = false;
-        let mut ended = Vec::with_capacity(items.len());
+        let mut endings = lifecycle::Endings::with_capacity(items.len());
         for (task, done, failure) in items {
             // Every attempt's stored objects, whatever its outcome, so retention deletes them.
             store::artifacts::record(conn, &task, &done.result.artifacts, now).await?;
@@ -634,14 +641,13 @@ impl Engine {
                 active.finished_at = Set(Some(now));
                 active.exit_code = Set(Some(done.exit_code));
                 queue::update(conn, active).await?;
-                let error = failure.map(|f| f.describe()).unwrap_or_default();
-                ended.push(attempts::ended(
-                    &task,
-                    Outcome::Cancelled,
-                    Some(done.exit_code),
-                    &error,
-                    now,
-                ));
+                let ending = lifecycle::Ending {
+                    exit_code: Some(done.exit_code),
+                    error: failure.map(|f| f.describe()).unwrap_or_default(),
+                    ..Default::default()
+                };
+                let what = (Outcome::Cancelled, TaskPhase::Cancelled);
+                endings.push(&task, &run.workflow, what, ending, now);
                 any_cancelled = true;
                 continue;
             }
@@ -651,13 +657,12 @@ impl Engine {
                 active.exit_code = Set(Some(done.exit_code));
                 active.outputs_json = Set(done.outputs_json.clone());
                 queue::update(conn, active).await?;
-                ended.push(attempts::ended(
-                    &task,
-                    Outcome::Succeeded,
-                    Some(done.exit_code),
-                    "",
-                    now,
-                ));
+                let ending = lifecycle::Ending {
+                    exit_code: Some(done.exit_code),
+                    ..Default::default()
+                };
+                let what = (Outcome::Succeeded, TaskPhase::Succeeded);
+                endings.push(&task, &run.workflow, what, ending, now);
                 if !done.outputs_json.trim().is_empty()
                     && let Ok(outputs) = serde_json::from_str(&done.outputs_json)
                 {
@@ -701,13 +706,26 @@ impl Engine {
                     active.not_before =
                         Set(now + chrono::Duration::from_std(backoff).unwrap_or_default());
                     queue::update(conn, active).await?;
-                    ended.push(attempts::ended(
-                        &task,
-                        Outcome::Retrying,
+                    let phase = if failure == Failure::LeaseExpired {
+                        TaskPhase::LeaseExpired
+                    } else {
+                        TaskPhase::RetryScheduled
+                    };
+                    let ending = lifecycle::Ending {
                         exit_code,
-                        &error,
+                        error: error.clone(),
+                        retry_reason: lifecycle::retry_reason(failure),
+                        not_before: Some(
+                            now + chrono::Duration::from_std(backoff).unwrap_or_default(),
+                        ),
+                    };
+                    endings.push(
+                        &task,
+                        &run.workflow,
+                        (Outcome::Retrying, phase),
+                        ending,
                         now,
-                    ));
+                    );
                     tracing::info!(task_id = %task.uuid, attempt, backoff_ms = backoff.as_millis() as u64, %error, "retry scheduled");
                 }
                 Decision::Dead { reason } => {
@@ -715,13 +733,13 @@ impl Engine {
                     active.finished_at = Set(Some(now));
                     active.lease_expires_at = Set(None);
                     queue::update(conn, active).await?;
-                    ended.push(attempts::ended(
-                        &task,
-                        Outcome::Dead,
+                    let ending = lifecycle::Ending {
                         exit_code,
-                        &reason,
-                        now,
-                    ));
+                        error: reason.clone(),
+                        ..Default::default()
+                    };
+                    let what = (Outcome::Dead, TaskPhase::DeadLettered);
+                    endings.push(&task, &run.workflow, what, ending, now);
                     sea_orm::ActiveModelTrait::insert(
                         dead_letter::ActiveModel {
                             id: Set(store::new_id()),
@@ -742,7 +760,7 @@ impl Engine {
                 }
             }
         }
-        attempts::record(conn, ended).await?;
+        endings.write(conn, self.settings.task_events).await?;
         if let Some(state) = state {
             let mut r: run::ActiveModel = run.clone().into();
             r.state_json = Set(state.to_string());

@@ -1,0 +1,96 @@
+//! What monitoring consumes: the scheduler's `TaskLifecycle` events, read into
+//! [`Execution`]s at the boundary (each bad field named). Phases the history does not record
+//! (QUEUED, HEARTBEAT) read as nothing.
+
+use switchyard_proto::events::v1::{TaskLifecycle, TaskPhase};
+use switchyard_runtime::time::from_proto;
+
+use crate::domain::execution::{Execution, Status};
+
+/// The status an event's phase gives its attempt; `None` for phases not recorded.
+pub fn status_of(phase: TaskPhase) -> Option<Status> {
+    match phase {
+        TaskPhase::Leased => Some(Status::Running),
+        TaskPhase::Succeeded => Some(Status::Succeeded),
+        TaskPhase::RetryScheduled => Some(Status::Retrying),
+        TaskPhase::LeaseExpired => Some(Status::LeaseExpired),
+        TaskPhase::DeadLettered => Some(Status::DeadLettered),
+        TaskPhase::Cancelled => Some(Status::Cancelled),
+        TaskPhase::Failed => Some(Status::Failed),
+        TaskPhase::Unspecified | TaskPhase::Queued | TaskPhase::Heartbeat => None,
+    }
+}
+
+fn id(field: &str, value: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(value)
+        .map(|_| value.to_owned())
+        .map_err(|_| format!("{field} is not an id"))
+}
+
+fn number(field: &str, value: u32) -> Result<i32, String> {
+    i32::try_from(value).map_err(|_| format!("{field} is out of range"))
+}
+
+/// The execution an event describes; `Ok(None)` for a phase the history does not record.
+pub fn execution(event: &TaskLifecycle) -> Result<Option<Execution>, String> {
+    let phase = TaskPhase::try_from(event.phase).map_err(|_| "phase is unknown".to_owned())?;
+    let Some(status) = status_of(phase) else {
+        return Ok(None);
+    };
+    let time = |t: Option<&prost_types::Timestamp>| t.and_then(from_proto);
+    Ok(Some(Execution {
+        task_id: id("task_id", &event.task_id)?,
+        attempt: number("attempt", event.attempt)?,
+        run_id: id("run_id", &event.run_id)?,
+        project_id: id("project_id", &event.project_id)?,
+        workflow: event.workflow.clone(),
+        node: event.node.clone(),
+        shard_index: number("shard_index", event.shard_index)?,
+        shard_count: number("shard_count", event.shard_count)?,
+        iteration: number("iteration", event.iteration)?,
+        status,
+        agent_id: event.agent_id.clone(),
+        exit_code: event.exit_code,
+        error: event.error.clone(),
+        retry_reason: event.retry_reason.clone(),
+        queued_at: time(event.queued_at.as_ref()),
+        started_at: time(event.started_at.as_ref()),
+        finished_at: time(event.finished_at.as_ref()),
+        not_before: time(event.not_before.as_ref()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitoring_events_are_checked_at_the_boundary() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let event = TaskLifecycle {
+            task_id: id.clone(),
+            run_id: id.clone(),
+            project_id: id.clone(),
+            attempt: 1,
+            phase: TaskPhase::Leased as i32,
+            ..TaskLifecycle::default()
+        };
+        let row = execution(&event).ok().flatten().map(|e| e.status);
+        assert_eq!(row, Some(Status::Running));
+        let heartbeat = TaskLifecycle {
+            phase: TaskPhase::Heartbeat as i32,
+            ..event.clone()
+        };
+        assert_eq!(execution(&heartbeat), Ok(None));
+        let bad = TaskLifecycle {
+            run_id: "nope".into(),
+            ..event.clone()
+        };
+        assert_eq!(execution(&bad), Err("run_id is not an id".to_owned()));
+        let huge = TaskLifecycle {
+            attempt: u32::MAX,
+            ..event
+        };
+        assert_eq!(execution(&huge), Err("attempt is out of range".to_owned()));
+    }
+}

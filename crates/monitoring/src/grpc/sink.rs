@@ -1,0 +1,83 @@
+//! What monitoring consumes: the scheduler's task lifecycle events. A batch is applied in one
+//! transaction: its event ids recorded in the inbox in one statement (duplicates, in the batch
+//! or from earlier deliveries, are skipped), then its executions folded per attempt and
+//! upserted in one statement. An event that cannot be read is logged and skipped rather than
+//! refusing the batch, which would block every event behind it.
+
+use std::collections::HashSet;
+
+use switchyard_proto::events::v1::event_sink_server::EventSink;
+use switchyard_proto::events::v1::{DeliverRequest, DeliverResponse, event::Payload};
+use switchyard_runtime::inbox;
+use tonic::{Request, Response, Status};
+
+use super::MonitoringApi;
+use crate::domain::execution;
+use crate::error::Error;
+use crate::events;
+use crate::store::executions;
+
+/// The inbox's event id column.
+const MAX_EVENT_ID: usize = 36;
+
+#[tonic::async_trait]
+impl EventSink for MonitoringApi {
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverResponse>, Status> {
+        let events = request.into_inner().events;
+        if events
+            .iter()
+            .any(|e| e.id.is_empty() || e.id.len() > MAX_EVENT_ID)
+        {
+            return Err(Status::invalid_argument(
+                "every event needs an id of at most 36 characters",
+            ));
+        }
+        let mut seen = HashSet::with_capacity(events.len());
+        let unique: Vec<_> = events
+            .iter()
+            .filter(|e| seen.insert(e.id.as_str()))
+            .collect();
+        // Rows are written in key order, so concurrent batches that share events or attempts
+        // lock them in the same order and cannot deadlock.
+        let mut ids: Vec<(&str, &str)> = unique
+            .iter()
+            .map(|e| (e.id.as_str(), e.source.as_str()))
+            .collect();
+        ids.sort_unstable();
+        let txn = switchyard_runtime::db::write_txn(&self.db)
+            .await
+            .map_err(Error::from)?;
+        let fresh = inbox::first_deliveries(&txn, &ids)
+            .await
+            .map_err(Error::from)?;
+        let mut rows = Vec::new();
+        for event in unique.into_iter().filter(|e| fresh.contains(&e.id)) {
+            match &event.payload {
+                Some(Payload::TaskLifecycle(lifecycle)) => match events::execution(lifecycle) {
+                    Ok(Some(row)) => rows.push(row),
+                    Ok(None) => {
+                        tracing::debug!(event_id = %event.id, phase = lifecycle.phase, "task phase not recorded");
+                    }
+                    Err(reason) => {
+                        tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle event skipped");
+                    }
+                },
+                _ => {
+                    tracing::debug!(event_id = %event.id, source = %event.source, "event not for monitoring ignored");
+                }
+            }
+        }
+        let mut rows = execution::fold(rows);
+        rows.sort_unstable_by(|a, b| (&a.task_id, a.attempt).cmp(&(&b.task_id, b.attempt)));
+        executions::upsert(&txn, &rows).await?;
+        txn.commit().await.map_err(Error::from)?;
+        let accepted = fresh.len();
+        Ok(Response::new(DeliverResponse {
+            accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
+            duplicates: u32::try_from(events.len() - accepted).unwrap_or(u32::MAX),
+        }))
+    }
+}

@@ -1,0 +1,216 @@
+//! MonitoringService's task listings: the execution history (filters by project, run, status
+//! and end time) and the attempts running now, both newest first with an integer cursor (the
+//! row id), both limited to what the caller may see (see `access`).
+
+use switchyard_proto::common::v1::{PageRequest, PageResponse};
+use switchyard_proto::monitoring::v1::monitoring_service_server::MonitoringService;
+use switchyard_proto::monitoring::v1::*;
+use switchyard_runtime::auth::CallContext;
+use switchyard_runtime::time::{from_proto, to_proto};
+use tonic::{Request, Response, Status};
+
+use super::MonitoringApi;
+use crate::domain::execution::Status as ExecutionStatus;
+use crate::store::entity::task_execution::Model;
+use crate::store::executions::{self, HistoryFilter};
+
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 500;
+
+fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
+    let ctx = CallContext::from_metadata(request.metadata())?;
+    Ok((ctx, request.into_inner()))
+}
+
+/// The page size and the cursor: rows with ids below it.
+fn page(request: Option<&PageRequest>) -> Result<(u64, Option<i64>), Status> {
+    let limit = match request.map(|p| u64::from(p.limit)).unwrap_or(0) {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    let before = match request.map(|p| p.cursor.as_str()).unwrap_or_default() {
+        "" => None,
+        cursor => Some(
+            cursor
+                .parse::<i64>()
+                .map_err(|_| Status::invalid_argument("cursor is not one this API returned"))?,
+        ),
+    };
+    Ok((limit, before))
+}
+
+/// Trims the extra row fetched to detect a next page and names the cursor past this one.
+fn finish(rows: &mut Vec<Model>, limit: u64) -> PageResponse {
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    PageResponse { next_cursor }
+}
+
+fn duration(ms: Option<i64>) -> Option<prost_types::Duration> {
+    ms.map(|ms| prost_types::Duration {
+        seconds: ms / 1000,
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    })
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+fn execution_message(row: &Model) -> TaskExecution {
+    TaskExecution {
+        task_id: row.task_id.clone(),
+        run_id: row.run_id.clone(),
+        project_id: row.project_id.clone(),
+        workflow: row.workflow.clone(),
+        node: row.node.clone(),
+        shard_index: count(row.shard_index),
+        shard_count: count(row.shard_count),
+        attempt: count(row.attempt),
+        iteration: count(row.iteration),
+        status: row.status.clone(),
+        agent_id: row.agent_id.clone(),
+        exit_code: row.exit_code,
+        error: row.error.clone(),
+        retry_reason: row.retry_reason.clone(),
+        queued_at: row.queued_at.map(to_proto),
+        started_at: row.started_at.map(to_proto),
+        finished_at: row.finished_at.map(to_proto),
+        wait: duration(row.wait_ms),
+        run: duration(row.run_ms),
+    }
+}
+
+fn active_message(row: &Model) -> ActiveTask {
+    ActiveTask {
+        task_id: row.task_id.clone(),
+        run_id: row.run_id.clone(),
+        project_id: row.project_id.clone(),
+        workflow: row.workflow.clone(),
+        node: row.node.clone(),
+        shard_index: count(row.shard_index),
+        shard_count: count(row.shard_count),
+        attempt: count(row.attempt),
+        iteration: count(row.iteration),
+        agent_id: row.agent_id.clone(),
+        queued_at: row.queued_at.map(to_proto),
+        started_at: row.started_at.map(to_proto),
+        wait: duration(row.wait_ms),
+        // Heartbeats are not ingested yet.
+        last_heartbeat_at: None,
+    }
+}
+
+fn history_filter(req: &ListTaskHistoryRequest) -> Result<HistoryFilter, Status> {
+    let run_id = match req.run_id.as_str() {
+        "" => None,
+        id if uuid::Uuid::parse_str(id).is_ok() => Some(id.to_owned()),
+        _ => return Err(Status::invalid_argument("run_id is not an id")),
+    };
+    let status = match req.status.as_str() {
+        "" => None,
+        text => Some(ExecutionStatus::parse(text).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "status must be one of {}",
+                ExecutionStatus::names()
+            ))
+        })?),
+    };
+    let since = match &req.since {
+        None => None,
+        Some(t) => Some(
+            from_proto(t).ok_or_else(|| Status::invalid_argument("since is not a valid time"))?,
+        ),
+    };
+    Ok(HistoryFilter {
+        run_id,
+        status,
+        since,
+    })
+}
+
+#[tonic::async_trait]
+impl MonitoringService for MonitoringApi {
+    async fn list_task_history(
+        &self,
+        request: Request<ListTaskHistoryRequest>,
+    ) -> Result<Response<ListTaskHistoryResponse>, Status> {
+        let (ctx, req) = context(request)?;
+        let filter = history_filter(&req)?;
+        let (limit, before) = page(req.page.as_ref())?;
+        let who = self.visible(&ctx, &req.project_id, "task.history").await?;
+        let mut rows = executions::history(&self.db, &who, &filter, before, limit + 1).await?;
+        let page = finish(&mut rows, limit);
+        Ok(Response::new(ListTaskHistoryResponse {
+            executions: rows.iter().map(execution_message).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn list_active_tasks(
+        &self,
+        request: Request<ListActiveTasksRequest>,
+    ) -> Result<Response<ListActiveTasksResponse>, Status> {
+        let (ctx, req) = context(request)?;
+        let (limit, before) = page(req.page.as_ref())?;
+        let who = self.visible(&ctx, &req.project_id, "task.active").await?;
+        let mut rows = executions::active(&self.db, &who, before, limit + 1).await?;
+        let page = finish(&mut rows, limit);
+        Ok(Response::new(ListActiveTasksResponse {
+            tasks: rows.iter().map(active_message).collect(),
+            page: Some(page),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitoring_pages_default_clamp_and_check_cursors() {
+        let page_of = |limit, cursor: &str| {
+            page(Some(&PageRequest {
+                limit,
+                cursor: cursor.into(),
+            }))
+        };
+        assert_eq!(page(None).ok(), Some((50, None)));
+        assert_eq!(page_of(10_000, "").ok(), Some((500, None)));
+        assert_eq!(page_of(5, "42").ok(), Some((5, Some(42))));
+        assert!(page_of(5, "garbage").is_err());
+    }
+
+    #[test]
+    fn monitoring_durations_keep_their_milliseconds() {
+        assert_eq!(
+            duration(Some(1_250)),
+            Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 250_000_000
+            })
+        );
+        assert_eq!(duration(None), None);
+    }
+
+    #[test]
+    fn monitoring_history_filters_name_the_bad_field() {
+        let bad_status = ListTaskHistoryRequest {
+            status: "leased".into(),
+            ..Default::default()
+        };
+        let error = history_filter(&bad_status)
+            .err()
+            .map(|s| s.message().to_owned());
+        assert!(error.is_some_and(|m| m.starts_with("status must be one of running")));
+        let bad_run = ListTaskHistoryRequest {
+            run_id: "x".into(),
+            ..Default::default()
+        };
+        assert!(history_filter(&bad_run).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The only place SQL lives: sea-orm entities and the queries over them. Functions take any
+//! connection, so the event sink composes them inside one transaction per batch.
+
+pub mod entity;
+pub mod executions;
