@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use switchyard_proto::events::v1::TaskLifecycle;
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_proto::events::v1::{DeliverRequest, DeliverResponse, event::Payload};
 use switchyard_runtime::inbox;
@@ -55,18 +56,23 @@ impl EventSink for MonitoringApi {
             .map_err(Error::from)?;
         let mut rows = Vec::new();
         for event in unique.into_iter().filter(|e| fresh.contains(&e.id)) {
-            match &event.payload {
-                Some(Payload::TaskLifecycle(lifecycle)) => match events::execution(lifecycle) {
-                    Ok(Some(row)) => rows.push(row),
-                    Ok(None) => {
-                        tracing::debug!(event_id = %event.id, phase = lifecycle.phase, "task phase not recorded");
-                    }
-                    Err(reason) => {
-                        tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle event skipped");
-                    }
-                },
+            let steps: &[TaskLifecycle] = match &event.payload {
+                Some(Payload::TaskLifecycle(step)) => std::slice::from_ref(step),
+                Some(Payload::TaskLifecycles(batch)) => &batch.steps,
                 _ => {
                     tracing::debug!(event_id = %event.id, source = %event.source, "event not for monitoring ignored");
+                    continue;
+                }
+            };
+            for step in steps {
+                match events::execution(step) {
+                    Ok(Some(row)) => rows.push(row),
+                    Ok(None) => {
+                        tracing::debug!(event_id = %event.id, phase = step.phase, "task phase not recorded");
+                    }
+                    Err(reason) => {
+                        tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle step skipped");
+                    }
                 }
             }
         }

@@ -5,8 +5,8 @@
 //! schema and destination, so other deployments in the same database stay quiet). A lost
 //! notification costs only latency: relays still poll.
 //!
-//! Audit records are not latency-sensitive and are the most frequent, so they do not notify.
-//! SQLite (embedded mode) relies on polling.
+//! Audit records and task lifecycle events are not latency-sensitive and are the most
+//! frequent, so they do not notify (see [`wakes`]). SQLite (embedded mode) relies on polling.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,17 @@ use tokio::sync::Notify;
 use super::destination;
 use crate::shutdown::Shutdown;
 
+/// Whether commits wake this destination's relay. Only the run hand-offs a CI client waits on
+/// (control plane ⇄ scheduler) do: `NOTIFY` serialises the commits that send it, and audit
+/// records and task lifecycle events ride on every mutation and every claim and completion,
+/// where that would cost far more than the relay's poll interval saves.
+fn wakes(destination: &str) -> bool {
+    matches!(
+        destination,
+        destination::SCHEDULER | destination::CONTROL_PLANE
+    )
+}
+
 /// The channel name, computed the same way by the notifier and the listener.
 const CHANNEL: &str = "'switchyard_outbox_' || left(md5(current_schema() || ':' || $1), 20)";
 
@@ -25,8 +36,7 @@ pub(crate) async fn notify<C: ConnectionTrait>(
     conn: &C,
     destination: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    if conn.get_database_backend() != DatabaseBackend::Postgres || destination == destination::AUDIT
-    {
+    if conn.get_database_backend() != DatabaseBackend::Postgres || !wakes(destination) {
         return Ok(());
     }
     conn.execute_raw(Statement::from_sql_and_values(
@@ -47,8 +57,8 @@ pub(crate) fn spawn_listener(
     woken: Arc<Notify>,
     shutdown: Shutdown,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    // Audit records never notify (see `notify`): no listener, and no connection held for one.
-    if db.get_database_backend() != DatabaseBackend::Postgres || destination == destination::AUDIT {
+    // Destinations that never notify (see `notify`) need no listener, nor a connection for one.
+    if db.get_database_backend() != DatabaseBackend::Postgres || !wakes(destination) {
         return None;
     }
     let db = db.clone();

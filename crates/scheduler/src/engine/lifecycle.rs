@@ -1,12 +1,13 @@
 //! Task lifecycle events for monitoring: one when an agent takes an attempt (`LEASED`) and one
 //! when the attempt ends (succeeded, retry scheduled, lease expired, dead-lettered,
 //! cancelled). They are written to the outbox in the transaction that makes the change, all
-//! of one claim or one settled group in a single insert, so the history monitoring builds can
-//! neither miss an attempt nor invent one, and costs one statement per batch.
+//! steps of one claim or one settled group as one `TaskLifecycleBatch` event (one outbox row),
+//! so the history monitoring builds can neither miss an attempt nor invent one, and costs one
+//! small insert per batch rather than a row per step.
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
-use switchyard_proto::events::v1::{Event, TaskLifecycle, TaskPhase, event::Payload};
+use switchyard_proto::events::v1::{TaskLifecycle, TaskLifecycleBatch, TaskPhase, event::Payload};
 use switchyard_runtime::outbox::{self, destination};
 use switchyard_runtime::time::to_proto;
 
@@ -47,11 +48,8 @@ fn base(task: &task::Model, phase: TaskPhase) -> TaskLifecycle {
 }
 
 /// An agent took the attempt (`task` as leased).
-pub fn leased(task: &task::Model) -> Event {
-    outbox::event(
-        SERVICE,
-        Payload::TaskLifecycle(base(task, TaskPhase::Leased)),
-    )
+pub fn leased(task: &task::Model) -> TaskLifecycle {
+    base(task, TaskPhase::Leased)
 }
 
 /// The attempt ended (`task` as it was while leased, before the change).
@@ -61,15 +59,15 @@ pub fn ended(
     phase: TaskPhase,
     ending: Ending,
     now: DateTime<Utc>,
-) -> Event {
-    let mut event = base(task, phase);
-    event.workflow = workflow.to_owned();
-    event.exit_code = ending.exit_code;
-    event.error = ending.error;
-    event.retry_reason = ending.retry_reason;
-    event.not_before = ending.not_before.map(to_proto);
-    event.finished_at = Some(to_proto(now));
-    outbox::event(SERVICE, Payload::TaskLifecycle(event))
+) -> TaskLifecycle {
+    let mut step = base(task, phase);
+    step.workflow = workflow.to_owned();
+    step.exit_code = ending.exit_code;
+    step.error = ending.error;
+    step.retry_reason = ending.retry_reason;
+    step.not_before = ending.not_before.map(to_proto);
+    step.finished_at = Some(to_proto(now));
+    step
 }
 
 /// The ends of attempts of one settled group: their attempt records and their events, each
@@ -77,14 +75,14 @@ pub fn ended(
 #[derive(Default)]
 pub struct Endings {
     attempts: Vec<task_attempt::ActiveModel>,
-    events: Vec<Event>,
+    steps: Vec<TaskLifecycle>,
 }
 
 impl Endings {
     pub fn with_capacity(n: usize) -> Endings {
         Endings {
             attempts: Vec::with_capacity(n),
-            events: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
         }
     }
 
@@ -104,21 +102,29 @@ impl Endings {
             &ending.error,
             now,
         ));
-        self.events.push(ended(task, workflow, phase, ending, now));
+        self.steps.push(ended(task, workflow, phase, ending, now));
     }
 
     /// Writes both in the caller's transaction.
     pub async fn write<C: ConnectionTrait>(self, conn: &C, task_events: bool) -> Result<()> {
         attempts::record(conn, self.attempts).await?;
-        emit(conn, task_events, &self.events).await
+        emit(conn, task_events, self.steps).await
     }
 }
 
-/// Writes the events for monitoring in the caller's transaction (one insert), when task
-/// events are on.
-pub async fn emit<C: ConnectionTrait>(conn: &C, enabled: bool, events: &[Event]) -> Result<()> {
-    if enabled && !events.is_empty() {
-        outbox::enqueue(conn, destination::MONITORING, events).await?;
+/// Writes the steps for monitoring in the caller's transaction, as one event (one row), when
+/// task events are on.
+pub async fn emit<C: ConnectionTrait>(
+    conn: &C,
+    enabled: bool,
+    steps: Vec<TaskLifecycle>,
+) -> Result<()> {
+    if enabled && !steps.is_empty() {
+        let event = outbox::event(
+            SERVICE,
+            Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
+        );
+        outbox::enqueue(conn, destination::MONITORING, &[event]).await?;
     }
     Ok(())
 }
@@ -182,10 +188,7 @@ mod tests {
             retry_reason: retry_reason(Failure::Exit(1)),
             not_before: Some(Utc::now()),
         };
-        let event = ended(&task(), "ci", TaskPhase::RetryScheduled, ending, Utc::now());
-        let Some(Payload::TaskLifecycle(e)) = event.payload else {
-            panic!("a task lifecycle event");
-        };
+        let e = ended(&task(), "ci", TaskPhase::RetryScheduled, ending, Utc::now());
         assert_eq!(
             (
                 e.task_id.as_str(),

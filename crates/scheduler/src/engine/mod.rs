@@ -201,8 +201,8 @@ impl Engine {
             txn.rollback().await?;
             return Ok(tasks);
         }
-        let leased: Vec<_> = tasks.iter().map(lifecycle::leased).collect();
-        lifecycle::emit(&txn, self.settings.task_events, &leased).await?;
+        let leased = tasks.iter().map(lifecycle::leased).collect();
+        lifecycle::emit(&txn, self.settings.task_events, leased).await?;
         let mut touched: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
         touched.sort_unstable();
         touched.dedup();
@@ -619,12 +619,20 @@ impl Engine {
         run_id: &str,
         items: Vec<(task::Model, Completion, Option<Failure>)>,
     ) -> Result<()> {
-        let mut run = runs::lock(conn, run_id).await?;
-        let definition = progress::definition(&run)?;
+        // The tasks are locked already; the run row is the lock every completion of the run
+        // queues on, so the per-task writes happen before it is taken, from an unlocked read
+        // (the definition never changes; a cancel that lands in between is caught up with
+        // below), and the lock is held only for the run's own changes.
+        let seen = runs::find(conn, run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
+        let definition = progress::definition(&seen)?;
         let graph = Graph::new(&definition);
-        let mut nodes = runs::nodes(conn, &run.id).await?;
         let now = Utc::now();
-        let mut state: Option<serde_json::Value> = None;
+        // Outputs of succeeded tasks, merged into the run's state under its lock.
+        let mut outputs: Vec<(String, serde_json::Value)> = Vec::new();
+        // Tasks queued again for another attempt, in case the run turns out to be stopping.
+        let mut requeued: Vec<i64> = Vec::new();
         // Node → (shards succeeded, shards failed) in this group.
         let mut tallies: BTreeMap<String, (i32, i32)> = BTreeMap::new();
         let mut any_cancelled = false;
@@ -636,7 +644,7 @@ impl Engine {
             let mut active: task::ActiveModel = task.clone().into();
             active.log_tail = Set(done.log_tail.clone());
             active.result_json = Set(serde_json::to_string(&done.result).unwrap_or_default());
-            if done.cancelled || run.cancel_requested {
+            if done.cancelled || seen.cancel_requested {
                 active.status = Set(TaskStatus::Cancelled.as_str().to_owned());
                 active.finished_at = Set(Some(now));
                 active.exit_code = Set(Some(done.exit_code));
@@ -647,7 +655,7 @@ impl Engine {
                     ..Default::default()
                 };
                 let what = (Outcome::Cancelled, TaskPhase::Cancelled);
-                endings.push(&task, &run.workflow, what, ending, now);
+                endings.push(&task, &seen.workflow, what, ending, now);
                 any_cancelled = true;
                 continue;
             }
@@ -662,14 +670,11 @@ impl Engine {
                     ..Default::default()
                 };
                 let what = (Outcome::Succeeded, TaskPhase::Succeeded);
-                endings.push(&task, &run.workflow, what, ending, now);
+                endings.push(&task, &seen.workflow, what, ending, now);
                 if !done.outputs_json.trim().is_empty()
-                    && let Ok(outputs) = serde_json::from_str(&done.outputs_json)
+                    && let Ok(produced) = serde_json::from_str(&done.outputs_json)
                 {
-                    let merged = state.get_or_insert_with(|| {
-                        serde_json::from_str(&run.state_json).unwrap_or(serde_json::json!({}))
-                    });
-                    crate::domain::graph::merge_outputs(merged, &node_id, outputs);
+                    outputs.push((node_id.clone(), produced));
                 }
                 tallies.entry(node_id).or_default().0 += 1;
                 continue;
@@ -719,9 +724,10 @@ impl Engine {
                             now + chrono::Duration::from_std(backoff).unwrap_or_default(),
                         ),
                     };
+                    requeued.push(task.id);
                     endings.push(
                         &task,
-                        &run.workflow,
+                        &seen.workflow,
                         (Outcome::Retrying, phase),
                         ending,
                         now,
@@ -739,7 +745,7 @@ impl Engine {
                         ..Default::default()
                     };
                     let what = (Outcome::Dead, TaskPhase::DeadLettered);
-                    endings.push(&task, &run.workflow, what, ending, now);
+                    endings.push(&task, &seen.workflow, what, ending, now);
                     sea_orm::ActiveModelTrait::insert(
                         dead_letter::ActiveModel {
                             id: Set(store::new_id()),
@@ -761,12 +767,24 @@ impl Engine {
             }
         }
         endings.write(conn, self.settings.task_events).await?;
-        if let Some(state) = state {
+        let mut run = runs::lock(conn, run_id).await?;
+        if run.cancel_requested && !seen.cancel_requested && !requeued.is_empty() {
+            // The run began stopping after the read above: attempts queued again must not run.
+            queue::cancel_queued(conn, &requeued, now).await?;
+            any_cancelled = true;
+        }
+        if !outputs.is_empty() {
+            let mut state: serde_json::Value =
+                serde_json::from_str(&run.state_json).unwrap_or(serde_json::json!({}));
+            for (node_id, produced) in outputs {
+                crate::domain::graph::merge_outputs(&mut state, &node_id, produced);
+            }
             let mut r: run::ActiveModel = run.clone().into();
             r.state_json = Set(state.to_string());
             r.updated_at = Set(now);
             run = runs::update(conn, r).await?;
         }
+        let mut nodes = runs::nodes(conn, &run.id).await?;
         if any_cancelled || run.cancel_requested {
             return Self::cancel_if_idle(conn, &mut run).await;
         }

@@ -117,6 +117,11 @@ impl From<Picked> for Candidate {
 /// PostgreSQL: picks and locks up to `max` ready rows, skipping rows other claimers hold and
 /// rows whose project or node looked full (that look is a filter only, unlocked; the exact
 /// check happens under the limit's lock).
+///
+/// Every filter beyond `status` is a `CASE`, on purpose: the planner cannot estimate them, so
+/// it keeps the ordered scan of the ready index that stops after `max` rows. Written as plain
+/// operators (`jsonb <@` is estimated at 0.1%), it sorts every ready row instead — 12 ms
+/// rather than 0.3 ms per claim with 10,000 tasks waiting (EXPLAIN ANALYZE, this machine).
 async fn candidates_postgres<C: ConnectionTrait>(
     conn: &C,
     who: &Claimant<'_>,
@@ -127,7 +132,8 @@ async fn candidates_postgres<C: ConnectionTrait>(
                  pl.max_running_tasks AS project_limit \
                FROM tasks t LEFT JOIN project_limits pl ON pl.project_id = t.project_id \
                WHERE t.status = 'queued' AND t.not_before <= $1 \
-                 AND t.labels_json::jsonb <@ $2::jsonb \
+                 AND CASE WHEN t.labels_json = '{}' THEN TRUE \
+                   ELSE t.labels_json::jsonb <@ $2::jsonb END \
                  AND ($3 = '' OR t.org_id = $3) AND ($4 = '' OR t.project_id = $4) \
                  AND CASE WHEN pl.project_id IS NULL THEN TRUE ELSE pl.max_running_tasks > \
                    (SELECT count(*) FROM tasks l WHERE l.status = 'leased' \
@@ -476,6 +482,22 @@ pub async fn waiting_since<C: ConnectionTrait>(
         .limit(limit)
         .all(conn)
         .await?)
+}
+
+/// Cancels those of the tasks `ids` that are queued (a stopping run's next attempts).
+pub async fn cancel_queued<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(task::Entity::update_many()
+        .col_expr(task::Column::Status, TaskStatus::Cancelled.as_str().into())
+        .col_expr(task::Column::FinishedAt, Some(now).into())
+        .filter(task::Column::Id.is_in(ids.iter().copied()))
+        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// Unfinished tasks of a run (queued, leased or dead).
