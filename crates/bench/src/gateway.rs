@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use serde_json::json;
+use switchyard_test_support::TestDatabase;
 use switchyard_test_support::api::spawn_api_with;
-use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase};
 
 const CONCURRENCY: usize = 32;
 const WARMUP: Duration = Duration::from_secs(2);
@@ -16,23 +16,8 @@ pub async fn run() -> anyhow::Result<()> {
     let db = TestDatabase::postgres().await;
     // The rate limit would measure itself; the bench token gets none.
     let api = spawn_api_with(&db, |c| c.rate_limit.enabled = false).await;
-    let admin = Some(BOOTSTRAP_TOKEN);
-    let org = api
-        .post("/api/v1/orgs", admin, json!({"name": "bench"}))
-        .await;
-    let org = org.body["id"].as_str().context("org")?.to_owned();
-    let project = api
-        .post(
-            &format!("/api/v1/orgs/{org}/projects"),
-            admin,
-            json!({"name": "p"}),
-        )
-        .await;
-    let project = project.body["id"].as_str().context("project")?.to_owned();
-    let token = api
-        .post("/api/v1/auth/service-tokens", admin, json!({"name": "bench", "project_id": project, "scopes": ["runs:write", "workflows:write"]}))
-        .await;
-    let token = token.body["token"].as_str().context("token")?.to_owned();
+    let bench = crate::worker::project(&api).await?;
+    let (project, token) = (bench.id, bench.ci);
     let workflow = json!({"nodes": [{"id": "a", "run": "true"}]});
     api.put(
         &format!("/api/v1/projects/{project}/workflows/w"),

@@ -29,13 +29,14 @@ use tokio::sync::Mutex;
 const WORKERS: usize = 8;
 const SLOTS: u32 = 100;
 
-struct Project {
-    id: String,
-    ci: String,
+/// A project with a CI token (`runs:write`, `workflows:write`) and an agent token.
+pub(crate) struct Project {
+    pub(crate) id: String,
+    pub(crate) ci: String,
     agents: String,
 }
 
-async fn project(api: &Api) -> anyhow::Result<Project> {
+pub(crate) async fn project(api: &Api) -> anyhow::Result<Project> {
     let admin = Some(BOOTSTRAP_TOKEN);
     let org = api
         .post("/api/v1/orgs", admin, json!({"name": "bench"}))

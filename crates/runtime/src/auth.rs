@@ -209,6 +209,33 @@ impl Denial {
     }
 }
 
+/// The project `project_id` as the control plane shows it to the caller: the caller's own
+/// credentials travel with the call, so an answer also proves they may see it (the control
+/// plane refuses, and audits, anyone outside its organization or project). For services that
+/// do not own projects but authorize on them.
+pub async fn project_as_caller(
+    tenancy: &switchyard_proto::controlplane::v1::tenancy_service_client::TenancyServiceClient<
+        crate::grpc::GrpcChannel,
+    >,
+    ctx: &CallContext,
+    project_id: &str,
+) -> Result<switchyard_proto::controlplane::v1::Project, tonic::Status> {
+    if uuid::Uuid::parse_str(project_id).is_err() {
+        return Err(tonic::Status::invalid_argument("project_id is not an id"));
+    }
+    let mut request = tonic::Request::new(switchyard_proto::controlplane::v1::GetProjectRequest {
+        project_id: project_id.to_owned(),
+    });
+    ctx.write_to(request.metadata_mut());
+    tenancy
+        .clone()
+        .get_project(request)
+        .await?
+        .into_inner()
+        .project
+        .ok_or_else(|| tonic::Status::not_found("project not found"))
+}
+
 /// The authorization rule: the principal must be a platform admin, or belong to the
 /// resource's organization (and project, when the principal is project-scoped) and hold a
 /// scope that grants `scope`.

@@ -4,7 +4,7 @@
 //! organization's projects. Refusals are audited as `denied`.
 
 use switchyard_proto::common::v1::PageRequest;
-use switchyard_proto::controlplane::v1::{GetProjectRequest, ListProjectsRequest};
+use switchyard_proto::controlplane::v1::ListProjectsRequest;
 use switchyard_proto::events::v1::Outcome;
 use switchyard_runtime::auth::{self, CallContext, Tenant};
 use switchyard_runtime::outbox::AuditFact;
@@ -64,21 +64,7 @@ impl MonitoringApi {
         project_id: &str,
         action: &str,
     ) -> Result<(), Status> {
-        if uuid::Uuid::parse_str(project_id).is_err() {
-            return Err(Status::invalid_argument("project_id is not an id"));
-        }
-        let mut request = Request::new(GetProjectRequest {
-            project_id: project_id.to_owned(),
-        });
-        ctx.write_to(request.metadata_mut());
-        let project = self
-            .tenancy
-            .clone()
-            .get_project(request)
-            .await?
-            .into_inner()
-            .project
-            .ok_or_else(|| Status::not_found("project not found"))?;
+        let project = auth::project_as_caller(&self.tenancy, ctx, project_id).await?;
         let tenant = Tenant {
             org_id: &project.org_id,
             project_id: Some(&project.id),

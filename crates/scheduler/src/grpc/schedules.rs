@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 use sea_orm::Set;
-use switchyard_proto::controlplane::v1::GetProjectRequest;
 use switchyard_proto::events::v1::Outcome;
 use switchyard_proto::scheduler::v1::schedule_service_server::ScheduleService;
 use switchyard_proto::scheduler::v1::*;
@@ -58,21 +57,7 @@ impl SchedulerApi {
         scope: Scope,
         action: &str,
     ) -> Result<String, Status> {
-        if uuid::Uuid::parse_str(project_id).is_err() {
-            return Err(Status::invalid_argument("project_id is not an id"));
-        }
-        let mut request = Request::new(GetProjectRequest {
-            project_id: project_id.to_owned(),
-        });
-        ctx.write_to(request.metadata_mut());
-        let project = self
-            .tenancy
-            .clone()
-            .get_project(request)
-            .await?
-            .into_inner()
-            .project
-            .ok_or_else(|| Status::not_found("project not found"))?;
+        let project = auth::project_as_caller(&self.tenancy, ctx, project_id).await?;
         let tenant = Tenant {
             org_id: &project.org_id,
             project_id: Some(&project.id),
