@@ -1,5 +1,7 @@
 //! The monitoring service's configuration.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use switchyard_runtime::config::{ServiceConfig as _, Validate};
 
@@ -11,6 +13,30 @@ switchyard_runtime::service_config! {
         /// gRPC endpoint of the control plane, which knows which organization a project
         /// belongs to (monitoring authorizes reads on it).
         pub control_plane: ControlPlaneEndpoint,
+        /// Deletion of old execution history.
+        pub retention: RetentionConfig,
+    }
+}
+
+/// Execution history of attempts that ended longer ago than `max_age` is deleted every
+/// `interval`, once across replicas.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            interval: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -43,6 +69,12 @@ impl Validate for MonitoringConfig {
                 self.control_plane.0
             ));
         }
+        if self.retention.max_age < Duration::from_secs(3600) {
+            problems.push("retention.max_age must be at least 1h".into());
+        }
+        if self.retention.interval < Duration::from_secs(1) {
+            problems.push("retention.interval must be at least 1s".into());
+        }
         problems
     }
 }
@@ -62,5 +94,8 @@ mod tests {
             config.validate(),
             ["control_plane must be an http(s) URL, got \"control-plane:7010\""]
         );
+        let mut short = MonitoringConfig::default();
+        short.retention.max_age = Duration::from_secs(60);
+        assert_eq!(short.validate(), ["retention.max_age must be at least 1h"]);
     }
 }

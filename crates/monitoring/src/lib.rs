@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod retention;
 pub mod store;
 
 use switchyard_monitoring_migration::Migrator;
@@ -32,6 +33,7 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
     let grpc = config.grpc.clone();
     let outbox_config = config.outbox.clone();
     let control_plane = config.control_plane.clone();
+    let retention = config.retention.clone();
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -40,6 +42,14 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
+        let mut tasks = vec![relay];
+        if retention.enabled {
+            tasks.push(tokio::spawn(retention::run_periodically(
+                ctx.db.clone(),
+                retention,
+                ctx.shutdown.clone(),
+            )));
+        }
         let api = MonitoringApi::new(
             ctx.db.clone(),
             switchyard_runtime::grpc::channel(&control_plane)?,
@@ -62,7 +72,7 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
                 <ApiCheckServiceServer<MonitoringApi> as NamedService>::NAME,
                 <EventSinkServer<MonitoringApi> as NamedService>::NAME,
             ],
-            tasks: vec![relay],
+            tasks,
         })
     })
     .await

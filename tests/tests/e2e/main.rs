@@ -14,6 +14,7 @@ mod loops;
 mod maintenance;
 mod migrations;
 mod monitoring;
+mod monitoring_retention;
 mod outbox;
 mod pipeline;
 mod processes;

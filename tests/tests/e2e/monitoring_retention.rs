@@ -1,0 +1,119 @@
+//! Retention of monitoring's execution history against a real database: only attempts that
+//! ended before the cutoff go (running ones stay however old), an empty database is a no-op,
+//! and a round skips while another replica holds the job.
+
+use chrono::{Duration, Utc};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
+use switchyard_monitoring::retention;
+use switchyard_monitoring::store::entity::task_execution;
+use switchyard_monitoring_migration::Migrator;
+use switchyard_test_support::TestDatabase;
+
+async fn history(db: &TestDatabase) -> DatabaseConnection {
+    let config = db.config("monitoring");
+    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
+    switchyard_runtime::migrate::run::<Migrator>(&conn, &config)
+        .await
+        .unwrap();
+    conn
+}
+
+/// One attempt's row, ended `ended_days_ago` days ago (`None`: still running, started 90 days ago).
+async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: Option<i64>) {
+    let now = Utc::now();
+    let id = format!("00000000-0000-7000-8000-{n:012}");
+    task_execution::ActiveModel {
+        task_id: Set(id.clone()),
+        attempt: Set(1),
+        run_id: Set(id.clone()),
+        project_id: Set(id),
+        workflow: Set("w".into()),
+        node: Set("t".into()),
+        shard_index: Set(0),
+        shard_count: Set(1),
+        iteration: Set(0),
+        status: Set(if ended_days_ago.is_some() {
+            "succeeded"
+        } else {
+            "running"
+        }
+        .into()),
+        agent_id: Set("agent".into()),
+        exit_code: Set(None),
+        error: Set(String::new()),
+        retry_reason: Set(String::new()),
+        queued_at: Set(Some(now - Duration::days(90))),
+        started_at: Set(Some(now - Duration::days(90))),
+        finished_at: Set(ended_days_ago.map(|d| now - Duration::days(d))),
+        not_before: Set(None),
+        wait_ms: Set(Some(0)),
+        run_ms: Set(None),
+        precedence: Set(i64::from(ended_days_ago.is_some())),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+    .unwrap();
+}
+
+async fn monitoring_retention_deletes_only_old_ended_attempts(db: TestDatabase) {
+    let conn = history(&db).await;
+    let cutoff = Utc::now() - Duration::days(30);
+    assert_eq!(
+        retention::apply(&conn, cutoff).await.unwrap(),
+        Some(0),
+        "empty database"
+    );
+    attempt(&conn, 1, Some(45)).await;
+    attempt(&conn, 2, Some(31)).await;
+    attempt(&conn, 3, Some(2)).await;
+    attempt(&conn, 4, None).await;
+    assert_eq!(retention::apply(&conn, cutoff).await.unwrap(), Some(2));
+    let mut left: Vec<String> = task_execution::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.task_id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            "00000000-0000-7000-8000-000000000003".to_owned(),
+            "00000000-0000-7000-8000-000000000004".to_owned()
+        ],
+        "the recent attempt and the running one stay"
+    );
+    assert_eq!(
+        retention::apply(&conn, cutoff).await.unwrap(),
+        Some(0),
+        "once"
+    );
+}
+
+#[tokio::test]
+async fn monitoring_retention_deletes_only_old_ended_attempts_on_postgres() {
+    monitoring_retention_deletes_only_old_ended_attempts(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn monitoring_retention_deletes_only_old_ended_attempts_on_sqlite() {
+    monitoring_retention_deletes_only_old_ended_attempts(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn monitoring_retention_skips_while_another_replica_holds_the_job() {
+    let db = TestDatabase::postgres().await;
+    let conn = history(&db).await;
+    attempt(&conn, 1, Some(45)).await;
+    let holder = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
+    switchyard_runtime::db::hold_job_lock(&holder, "monitoring.retention")
+        .await
+        .unwrap();
+    let cutoff = Utc::now() - Duration::days(30);
+    assert_eq!(retention::apply(&conn, cutoff).await.unwrap(), None);
+    holder.commit().await.unwrap();
+    assert_eq!(retention::apply(&conn, cutoff).await.unwrap(), Some(1));
+}
