@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use switchyard_proto::audit::v1::audit_service_client::AuditServiceClient;
+use switchyard_runtime::RuntimeError;
 use switchyard_runtime::config::{GrpcConfig, MetricsConfig, OutboxConfig};
 use switchyard_runtime::grpc::GrpcChannel;
 use switchyard_runtime::host::Running;
@@ -95,16 +96,82 @@ pub async fn spawn_cluster_with(
     adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
 ) -> Cluster {
     let audit = spawn_audit(db).await;
-    let mut outbox = outbox_to(&audit);
+    let mut tuned = switchyard_scheduler::SchedulerConfig {
+        // Short leases so a lost agent's task comes back within a test's patience.
+        engine: switchyard_scheduler::config::EngineConfig {
+            lease: Duration::from_secs(2),
+            sweep_interval: Duration::from_millis(200),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    adjust_scheduler(&mut tuned);
+    // A reserved port can be taken by anyone (another test's outgoing connection, say) before
+    // its service binds it: start again on fresh ports rather than fail the test.
+    for attempt in 1..=3 {
+        match spawn_around(db, &audit, &tuned).await {
+            Ok(Services {
+                control_plane,
+                scheduler,
+                scheduler_config,
+                monitoring,
+            }) => {
+                return Cluster {
+                    audit,
+                    control_plane,
+                    scheduler,
+                    scheduler_config,
+                    monitoring,
+                };
+            }
+            Err(error) if attempt < 3 && matches!(error, RuntimeError::Bind { .. }) => {
+                eprintln!("a reserved port was taken ({error}); starting the cluster again");
+            }
+            Err(error) => panic!("the cluster did not start: {error}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// What [`spawn_around`] started.
+struct Services {
+    control_plane: Running,
+    scheduler: Running,
+    scheduler_config: switchyard_scheduler::SchedulerConfig,
+    monitoring: Running,
+}
+
+/// Control plane, scheduler and monitoring around a running audit service. What started is
+/// stopped again when a later service cannot bind its port.
+async fn spawn_around(
+    db: &TestDatabase,
+    audit: &Running,
+    tuned: &switchyard_scheduler::SchedulerConfig,
+) -> Result<Services, RuntimeError> {
+    let mut outbox = outbox_to(audit);
     // The control plane and the scheduler relay events to each other, and the scheduler its
-    // task lifecycle events to monitoring.
+    // task lifecycle events to monitoring. Monitoring needs only the control plane's address
+    // (dialled lazily), so it starts first on a port of its own.
     let control_plane_addr = reserve();
+    let monitoring = switchyard_monitoring::start(
+        switchyard_monitoring::MonitoringConfig {
+            grpc: grpc(),
+            metrics: MetricsConfig::default(),
+            database: db.config("monitoring"),
+            outbox: outbox.clone(),
+            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
+            ..Default::default()
+        },
+        Shutdown::new(),
+    )
+    .await?;
     let scheduler_addr = reserve();
-    let monitoring_addr = reserve();
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
-    outbox.monitoring_endpoint = format!("http://{monitoring_addr}");
-    let control_plane = switchyard_control_plane::start(
+    outbox.monitoring_endpoint = format!("http://{}", monitoring.grpc_addr);
+    let control_plane = match switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
             grpc: GrpcConfig {
                 listen: control_plane_addr,
@@ -124,7 +191,13 @@ pub async fn spawn_cluster_with(
         Shutdown::new(),
     )
     .await
-    .unwrap();
+    {
+        Ok(running) => running,
+        Err(error) => {
+            let _ = monitoring.stop().await;
+            return Err(error);
+        }
+    };
     let scheduler_config = switchyard_scheduler::SchedulerConfig {
         grpc: GrpcConfig {
             listen: scheduler_addr,
@@ -132,47 +205,24 @@ pub async fn spawn_cluster_with(
         },
         metrics: MetricsConfig::default(),
         database: db.config("scheduler"),
-        outbox: outbox.clone(),
+        outbox,
         control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
             "http://{control_plane_addr}"
         )),
-        // Short leases so a lost agent's task comes back within a test's patience.
-        engine: switchyard_scheduler::config::EngineConfig {
-            lease: Duration::from_secs(2),
-            sweep_interval: Duration::from_millis(200),
-            ..Default::default()
-        },
-        ..Default::default()
+        ..tuned.clone()
     };
-    let mut scheduler_config = scheduler_config;
-    adjust_scheduler(&mut scheduler_config);
-    let scheduler = switchyard_scheduler::start(scheduler_config.clone(), Shutdown::new())
-        .await
-        .unwrap();
-    let monitoring = switchyard_monitoring::start(
-        switchyard_monitoring::MonitoringConfig {
-            grpc: GrpcConfig {
-                listen: monitoring_addr,
-                ..grpc()
-            },
-            metrics: MetricsConfig::default(),
-            database: db.config("monitoring"),
-            outbox,
-            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
-                "http://{control_plane_addr}"
-            )),
-            ..Default::default()
-        },
-        Shutdown::new(),
-    )
-    .await
-    .unwrap();
-    Cluster {
-        audit,
-        control_plane,
-        scheduler,
-        scheduler_config,
-        monitoring,
+    match switchyard_scheduler::start(scheduler_config.clone(), Shutdown::new()).await {
+        Ok(scheduler) => Ok(Services {
+            control_plane,
+            scheduler,
+            scheduler_config,
+            monitoring,
+        }),
+        Err(error) => {
+            let _ = control_plane.stop().await;
+            let _ = monitoring.stop().await;
+            Err(error)
+        }
     }
 }
 

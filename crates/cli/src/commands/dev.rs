@@ -185,11 +185,27 @@ async fn start_all(
     };
     outbox.poll_interval = std::time::Duration::from_millis(100);
     let control_plane_addr = reserve(base, 10);
+    // Monitoring needs only the control plane's address (dialled lazily): it starts first,
+    // and the others learn its bound address.
+    let monitoring = switchyard_monitoring::start(
+        switchyard_monitoring::MonitoringConfig {
+            grpc: grpc(base, 30),
+            metrics: metrics.clone(),
+            database: sqlite(dir, "monitoring"),
+            outbox: outbox.clone(),
+            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
+                "http://{control_plane_addr}"
+            )),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("monitoring did not start")?;
     let scheduler_addr = reserve(base, 20);
-    let monitoring_addr = reserve(base, 30);
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
-    outbox.monitoring_endpoint = format!("http://{monitoring_addr}");
+    outbox.monitoring_endpoint = format!("http://{}", monitoring.grpc_addr);
 
     let control_plane = switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
@@ -230,24 +246,6 @@ async fn start_all(
     )
     .await
     .context("scheduler did not start")?;
-    let monitoring = switchyard_monitoring::start(
-        switchyard_monitoring::MonitoringConfig {
-            grpc: GrpcConfig {
-                listen: monitoring_addr,
-                ..GrpcConfig::default()
-            },
-            metrics,
-            database: sqlite(dir, "monitoring"),
-            outbox,
-            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
-                "http://{control_plane_addr}"
-            )),
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .context("monitoring did not start")?;
     let mut gateway = switchyard_gateway::GatewayConfig::default();
     gateway.http.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port(base, 80)));
     gateway.upstream.control_plane = format!("http://{}", control_plane.grpc_addr);
