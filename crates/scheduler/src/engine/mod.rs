@@ -633,6 +633,7 @@ impl Engine {
         let mut outputs: Vec<(String, serde_json::Value)> = Vec::new();
         // Tasks queued again for another attempt, in case the run turns out to be stopping.
         let mut requeued: Vec<i64> = Vec::new();
+        let mut succeeded: Vec<queue::Success> = Vec::new();
         // Node → (shards succeeded, shards failed) in this group.
         let mut tallies: BTreeMap<String, (i32, i32)> = BTreeMap::new();
         let mut any_cancelled = false;
@@ -660,11 +661,15 @@ impl Engine {
                 continue;
             }
             let Some(failure) = failure else {
-                active.status = Set(TaskStatus::Succeeded.as_str().to_owned());
-                active.finished_at = Set(Some(now));
-                active.exit_code = Set(Some(done.exit_code));
-                active.outputs_json = Set(done.outputs_json.clone());
-                queue::update(conn, active).await?;
+                // Written with the group's other successes in one statement, below.
+                drop(active);
+                succeeded.push(queue::Success {
+                    id: task.id,
+                    exit_code: done.exit_code,
+                    outputs_json: done.outputs_json.clone(),
+                    log_tail: done.log_tail.clone(),
+                    result_json: serde_json::to_string(&done.result).unwrap_or_default(),
+                });
                 let ending = lifecycle::Ending {
                     exit_code: Some(done.exit_code),
                     ..Default::default()
@@ -766,6 +771,7 @@ impl Engine {
                 }
             }
         }
+        queue::mark_succeeded(conn, &succeeded, now).await?;
         endings.write(conn, self.settings.task_events).await?;
         let mut run = runs::lock(conn, run_id).await?;
         if run.cancel_requested && !seen.cancel_requested && !requeued.is_empty() {

@@ -484,6 +484,61 @@ pub async fn waiting_since<C: ConnectionTrait>(
         .await?)
 }
 
+/// What a successful completion writes on its task.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Success {
+    pub id: i64,
+    pub exit_code: i32,
+    pub outputs_json: String,
+    pub log_tail: String,
+    pub result_json: String,
+}
+
+/// Marks tasks succeeded (each locked by the caller), with what each reported: one statement
+/// for the whole group on PostgreSQL (the rows travel as one JSON parameter), one per task
+/// on SQLite.
+pub async fn mark_succeeded<C: ConnectionTrait>(
+    conn: &C,
+    done: &[Success],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        let rows = serde_json::to_string(done)
+            .map_err(|e| Error::Internal(format!("completions not encodable: {e}")))?;
+        conn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "UPDATE tasks AS t SET status = 'succeeded', finished_at = $1, \
+               exit_code = v.exit_code, outputs_json = v.outputs_json, \
+               log_tail = v.log_tail, result_json = v.result_json \
+             FROM jsonb_to_recordset($2::jsonb) AS v(id bigint, exit_code int, \
+               outputs_json text, log_tail text, result_json text) \
+             WHERE t.id = v.id",
+            [now.into(), rows.into()],
+        ))
+        .await?;
+        return Ok(());
+    }
+    for success in done {
+        task::Entity::update_many()
+            .col_expr(task::Column::Status, TaskStatus::Succeeded.as_str().into())
+            .col_expr(task::Column::FinishedAt, Some(now).into())
+            .col_expr(task::Column::ExitCode, Some(success.exit_code).into())
+            .col_expr(
+                task::Column::OutputsJson,
+                success.outputs_json.clone().into(),
+            )
+            .col_expr(task::Column::LogTail, success.log_tail.clone().into())
+            .col_expr(task::Column::ResultJson, success.result_json.clone().into())
+            .filter(task::Column::Id.eq(success.id))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Cancels those of the tasks `ids` that are queued (a stopping run's next attempts).
 pub async fn cancel_queued<C: ConnectionTrait>(
     conn: &C,
