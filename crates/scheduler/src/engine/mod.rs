@@ -623,9 +623,16 @@ impl Engine {
         // queues on, so the per-task writes happen before it is taken, from an unlocked read
         // (the definition never changes; a cancel that lands in between is caught up with
         // below), and the lock is held only for the run's own changes.
-        let seen = runs::find(conn, run_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?;
+        // A single completion (a sequential step) has no one to queue behind it on the run:
+        // it locks at once and saves the second read.
+        let locked_early = items.len() == 1;
+        let seen = if locked_early {
+            runs::lock(conn, run_id).await?
+        } else {
+            runs::find(conn, run_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("run {run_id} not found")))?
+        };
         let definition = progress::definition(&seen)?;
         let graph = Graph::new(&definition);
         let now = Utc::now();
@@ -773,7 +780,11 @@ impl Engine {
         }
         queue::mark_succeeded(conn, &succeeded, now).await?;
         endings.write(conn, self.settings.task_events).await?;
-        let mut run = runs::lock(conn, run_id).await?;
+        let mut run = if locked_early {
+            seen.clone()
+        } else {
+            runs::lock(conn, run_id).await?
+        };
         if run.cancel_requested && !seen.cancel_requested && !requeued.is_empty() {
             // The run began stopping after the read above: attempts queued again must not run.
             queue::cancel_queued(conn, &requeued, now).await?;
