@@ -40,35 +40,12 @@ impl Default for RetentionConfig {
     }
 }
 
-/// A gRPC URL with a default (`Default` is what the config macro fills fields with).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct ControlPlaneEndpoint(pub String);
-
-impl Default for ControlPlaneEndpoint {
-    fn default() -> Self {
-        ControlPlaneEndpoint("http://127.0.0.1:7010".into())
-    }
-}
-
-impl std::ops::Deref for ControlPlaneEndpoint {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+pub use switchyard_runtime::config::ControlPlaneEndpoint;
 
 impl Validate for MonitoringConfig {
     fn validate(&self) -> Vec<String> {
         let mut problems = self.base().validate();
-        if !(self.control_plane.starts_with("http://")
-            || self.control_plane.starts_with("https://"))
-        {
-            problems.push(format!(
-                "control_plane must be an http(s) URL, got {:?}",
-                self.control_plane.0
-            ));
-        }
+        problems.extend(self.control_plane.problem());
         if self.retention.max_age < Duration::from_secs(3600) {
             problems.push("retention.max_age must be at least 1h".into());
         }

@@ -384,6 +384,33 @@ impl Validate for TelemetryConfig {
     }
 }
 
+/// The control plane's gRPC URL, for services that ask it who a caller is or which
+/// organization a project belongs to. Defaults to the local control plane.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ControlPlaneEndpoint(pub String);
+
+impl Default for ControlPlaneEndpoint {
+    fn default() -> Self {
+        ControlPlaneEndpoint("http://127.0.0.1:7010".into())
+    }
+}
+
+impl std::ops::Deref for ControlPlaneEndpoint {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ControlPlaneEndpoint {
+    /// The problem with the URL, for a service's `validate`.
+    pub fn problem(&self) -> Option<String> {
+        (!(self.0.starts_with("http://") || self.0.starts_with("https://")))
+            .then(|| format!("control_plane must be an http(s) URL, got {:?}", self.0))
+    }
+}
+
 /// Delivery of this service's outbox to its consumers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -31,23 +31,7 @@ pub struct ArtifactsConfig {
     pub object_store: std::collections::BTreeMap<String, String>,
 }
 
-/// A gRPC URL with a default (`Default` is what the config macro fills fields with).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct ControlPlaneEndpoint(pub String);
-
-impl Default for ControlPlaneEndpoint {
-    fn default() -> Self {
-        ControlPlaneEndpoint("http://127.0.0.1:7010".into())
-    }
-}
-
-impl std::ops::Deref for ControlPlaneEndpoint {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+pub use switchyard_runtime::config::ControlPlaneEndpoint;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -116,14 +100,7 @@ impl Validate for SchedulerConfig {
         if self.engine.sweep_interval.is_zero() {
             problems.push("engine.sweep_interval must be greater than zero".into());
         }
-        if !(self.control_plane.starts_with("http://")
-            || self.control_plane.starts_with("https://"))
-        {
-            problems.push(format!(
-                "control_plane must be an http(s) URL, got {:?}",
-                self.control_plane.0
-            ));
-        }
+        problems.extend(self.control_plane.problem());
         if self.engine.retention < Duration::from_secs(3600) {
             problems.push("engine.retention must be at least 1h".into());
         }
