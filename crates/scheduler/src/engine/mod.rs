@@ -649,10 +649,16 @@ impl Engine {
             // Every attempt's stored objects, whatever its outcome, so retention deletes them.
             store::artifacts::record(conn, &task, &done.result.artifacts, now).await?;
             let node_id = task.node.clone();
-            let mut active: task::ActiveModel = task.clone().into();
-            active.log_tail = Set(done.log_tail.clone());
-            active.result_json = Set(serde_json::to_string(&done.result).unwrap_or_default());
+            let result_json = serde_json::to_string(&done.result).unwrap_or_default();
+            // The row as a failure or cancellation rewrites it (successes go set-based).
+            let reported = |task: &task::Model| {
+                let mut active: task::ActiveModel = task.clone().into();
+                active.log_tail = Set(done.log_tail.clone());
+                active.result_json = Set(result_json.clone());
+                active
+            };
             if done.cancelled || seen.cancel_requested {
+                let mut active = reported(&task);
                 active.status = Set(TaskStatus::Cancelled.as_str().to_owned());
                 active.finished_at = Set(Some(now));
                 active.exit_code = Set(Some(done.exit_code));
@@ -669,13 +675,12 @@ impl Engine {
             }
             let Some(failure) = failure else {
                 // Written with the group's other successes in one statement, below.
-                drop(active);
                 succeeded.push(queue::Success {
                     id: task.id,
                     exit_code: done.exit_code,
                     outputs_json: done.outputs_json.clone(),
                     log_tail: done.log_tail.clone(),
-                    result_json: serde_json::to_string(&done.result).unwrap_or_default(),
+                    result_json,
                 });
                 let ending = lifecycle::Ending {
                     exit_code: Some(done.exit_code),
@@ -691,6 +696,7 @@ impl Engine {
                 tallies.entry(node_id).or_default().0 += 1;
                 continue;
             };
+            let mut active = reported(&task);
             let node = graph.node(&node_id);
             // Attempts since the last replay count against the budget.
             let decision = retry::decide(
