@@ -13,6 +13,9 @@ switchyard_runtime::service_config! {
         /// gRPC endpoint of the control plane, which knows which organization a project
         /// belongs to (monitoring authorizes reads on it).
         pub control_plane: ControlPlaneEndpoint,
+        /// gRPC endpoint of the scheduler, asked about live queue state (agents, limits,
+        /// waiting tasks) for diagnosis and alerts.
+        pub scheduler: SchedulerEndpoint,
         /// Deletion of old execution history.
         pub retention: RetentionConfig,
     }
@@ -40,12 +43,13 @@ impl Default for RetentionConfig {
     }
 }
 
-pub use switchyard_runtime::config::ControlPlaneEndpoint;
+pub use switchyard_runtime::config::{ControlPlaneEndpoint, SchedulerEndpoint};
 
 impl Validate for MonitoringConfig {
     fn validate(&self) -> Vec<String> {
         let mut problems = self.base().validate();
         problems.extend(self.control_plane.problem());
+        problems.extend(self.scheduler.problem());
         if self.retention.max_age < Duration::from_secs(3600) {
             problems.push("retention.max_age must be at least 1h".into());
         }

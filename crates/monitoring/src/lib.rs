@@ -33,6 +33,7 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
     let grpc = config.grpc.clone();
     let outbox_config = config.outbox.clone();
     let control_plane = config.control_plane.clone();
+    let scheduler = config.scheduler.clone();
     let retention = config.retention.clone();
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
@@ -53,6 +54,7 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
         let api = MonitoringApi::new(
             ctx.db.clone(),
             switchyard_runtime::grpc::channel(&control_plane)?,
+            switchyard_runtime::grpc::channel(&scheduler)?,
         );
         let routes = Routes::new(limit_messages!(
             MonitoringServiceServer::new(api.clone()),

@@ -384,32 +384,53 @@ impl Validate for TelemetryConfig {
     }
 }
 
-/// The control plane's gRPC URL, for services that ask it who a caller is or which
-/// organization a project belongs to. Defaults to the local control plane.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct ControlPlaneEndpoint(pub String);
+/// A sibling service's gRPC URL in a service's config: a transparent string that defaults to
+/// the local service and is checked (http or https) by the owning config's `validate`.
+macro_rules! service_endpoint {
+    ($(#[$doc:meta])* $name:ident, $key:literal, $default:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
 
-impl Default for ControlPlaneEndpoint {
-    fn default() -> Self {
-        ControlPlaneEndpoint("http://127.0.0.1:7010".into())
-    }
+        impl Default for $name {
+            fn default() -> Self {
+                $name($default.into())
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl $name {
+            /// The problem with the URL, for a service's `validate`.
+            pub fn problem(&self) -> Option<String> {
+                (!(self.0.starts_with("http://") || self.0.starts_with("https://")))
+                    .then(|| format!(concat!($key, " must be an http(s) URL, got {:?}"), self.0))
+            }
+        }
+    };
 }
 
-impl std::ops::Deref for ControlPlaneEndpoint {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
+service_endpoint!(
+    /// The control plane's gRPC URL, for services that ask it who a caller is or which
+    /// organization a project belongs to. Defaults to the local control plane.
+    ControlPlaneEndpoint,
+    "control_plane",
+    "http://127.0.0.1:7010"
+);
 
-impl ControlPlaneEndpoint {
-    /// The problem with the URL, for a service's `validate`.
-    pub fn problem(&self) -> Option<String> {
-        (!(self.0.starts_with("http://") || self.0.starts_with("https://")))
-            .then(|| format!("control_plane must be an http(s) URL, got {:?}", self.0))
-    }
-}
+service_endpoint!(
+    /// The scheduler's gRPC URL, for services that ask it about live queue state (agents,
+    /// limits, waiting tasks). Defaults to the local scheduler.
+    SchedulerEndpoint,
+    "scheduler",
+    "http://127.0.0.1:7020"
+);
 
 /// Delivery of this service's outbox to its consumers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -150,9 +150,10 @@ async fn spawn_around(
 ) -> Result<Services, RuntimeError> {
     let mut outbox = outbox_to(audit);
     // The control plane and the scheduler relay events to each other, and the scheduler its
-    // task lifecycle events to monitoring. Monitoring needs only the control plane's address
-    // (dialled lazily), so it starts first on a port of its own.
+    // task lifecycle events to monitoring. Monitoring needs only the control plane's and the
+    // scheduler's addresses (dialled lazily), so it starts first on a port of its own.
     let control_plane_addr = reserve();
+    let scheduler_addr = reserve();
     let monitoring = switchyard_monitoring::start(
         switchyard_monitoring::MonitoringConfig {
             grpc: grpc(),
@@ -162,12 +163,14 @@ async fn spawn_around(
             control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
                 "http://{control_plane_addr}"
             )),
+            scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
+                "http://{scheduler_addr}"
+            )),
             ..Default::default()
         },
         Shutdown::new(),
     )
     .await?;
-    let scheduler_addr = reserve();
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
     outbox.monitoring_endpoint = format!("http://{}", monitoring.grpc_addr);

@@ -185,8 +185,9 @@ async fn start_all(
     };
     outbox.poll_interval = std::time::Duration::from_millis(100);
     let control_plane_addr = reserve(base, 10);
-    // Monitoring needs only the control plane's address (dialled lazily): it starts first,
-    // and the others learn its bound address.
+    let scheduler_addr = reserve(base, 20);
+    // Monitoring needs only the control plane's and the scheduler's addresses (dialled
+    // lazily): it starts first, and the others learn its bound address.
     let monitoring = switchyard_monitoring::start(
         switchyard_monitoring::MonitoringConfig {
             grpc: grpc(base, 30),
@@ -196,13 +197,15 @@ async fn start_all(
             control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
                 "http://{control_plane_addr}"
             )),
+            scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
+                "http://{scheduler_addr}"
+            )),
             ..Default::default()
         },
         shutdown.clone(),
     )
     .await
     .context("monitoring did not start")?;
-    let scheduler_addr = reserve(base, 20);
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
     outbox.monitoring_endpoint = format!("http://{}", monitoring.grpc_addr);

@@ -21,13 +21,20 @@ pub struct MonitoringApi {
     pub(crate) db: DatabaseConnection,
     /// The control plane's projects, read with the caller's credentials.
     pub(crate) tenancy: TenancyServiceClient<GrpcChannel>,
+    /// The scheduler, asked about live queue state (dialled lazily: it may start later).
+    pub(crate) scheduler: GrpcChannel,
 }
 
 impl MonitoringApi {
-    pub fn new(db: DatabaseConnection, control_plane: GrpcChannel) -> MonitoringApi {
+    pub fn new(
+        db: DatabaseConnection,
+        control_plane: GrpcChannel,
+        scheduler: GrpcChannel,
+    ) -> MonitoringApi {
         MonitoringApi {
             db,
             tenancy: TenancyServiceClient::new(control_plane),
+            scheduler,
         }
     }
 
