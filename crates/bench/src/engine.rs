@@ -25,7 +25,10 @@ use tokio::sync::Mutex;
 const WORKERS: usize = 8;
 const BATCH: u32 = 100;
 
-pub async fn run() -> anyhow::Result<()> {
+/// The parts, in the order they run.
+pub const PARTS: [&str; 4] = ["throughput", "latency", "sequential", "fan-out"];
+
+pub async fn run(parts: &[&str]) -> anyhow::Result<()> {
     let db = TestDatabase::postgres().await;
     let mut config = db.config("scheduler");
     config.max_connections = 24;
@@ -35,10 +38,14 @@ pub async fn run() -> anyhow::Result<()> {
     println!(
         "engine: scheduler engine on PostgreSQL, {WORKERS} worker loops leasing up to {BATCH} tasks per poll"
     );
-    throughput(&engine).await?;
-    latency(&engine).await?;
-    sequential(&engine).await?;
-    fan_out(&engine).await?;
+    for part in parts {
+        match *part {
+            "throughput" => throughput(&engine).await?,
+            "latency" => latency(&engine).await?,
+            "sequential" => sequential(&engine).await?,
+            _ => fan_out(&engine).await?,
+        }
+    }
     Ok(())
 }
 

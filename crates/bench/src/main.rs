@@ -8,6 +8,9 @@
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
 //!   throughput and create-to-start latency;
 //! - monitoring: that workload with monitoring's task events on and off, and the cost.
+//!
+//! One part of the engine benchmark alone: `engine-throughput`, `engine-latency`,
+//! `engine-sequential`, `engine-fan-out` (for profiling one workload).
 
 #![allow(clippy::print_stdout)] // a benchmark's output is its report
 
@@ -25,8 +28,13 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cfg!(debug_assertions)
     );
-    if runs("engine") {
-        engine::run().await?;
+    let parts: Vec<&str> = engine::PARTS
+        .iter()
+        .copied()
+        .filter(|part| runs("engine") || runs(&format!("engine-{part}")))
+        .collect();
+    if !parts.is_empty() {
+        engine::run(&parts).await?;
     }
     if runs("worker") {
         Box::pin(worker::run()).await?;

@@ -319,3 +319,62 @@ async fn a_claim_leases_at_most_what_was_asked_on_postgres() {
 async fn a_claim_leases_at_most_what_was_asked_on_sqlite() {
     a_claim_leases_at_most_what_was_asked(TestDatabase::sqlite()).await;
 }
+
+/// One claim over limited and unlimited tasks at once: the unlimited ones are leased
+/// directly, the limited ones up to their limit and within what was asked, and the run
+/// starts once (PostgreSQL leases the two kinds in different statements).
+async fn a_claim_mixes_limited_and_unlimited_tasks(db: TestDatabase) {
+    let engine = engine(&db, Settings::default()).await;
+    let run = run_id(1);
+    submit_to(
+        &engine,
+        &run,
+        PROJECT_A,
+        0,
+        json!({"nodes": [
+            {"id": "capped", "run": "x", "shards": 5, "concurrency": 2},
+            {"id": "free", "run": "x", "shards": 3, "priority": 1}
+        ]}),
+    )
+    .await;
+    let labels = any_labels();
+    let scope = AgentScope {
+        agent_id: "agent-1",
+        org_id: "",
+        project_id: "",
+        labels: &labels,
+    };
+    let first = engine.claim(&scope, 4).await.unwrap();
+    let nodes: Vec<&str> = first.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["free", "free", "free", "capped"],
+        "best priority first, within the 4 asked"
+    );
+    let second = engine.claim(&scope, 10).await.unwrap();
+    let nodes: Vec<&str> = second.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["capped"],
+        "one more of the capped node, then it is full"
+    );
+    let (_, running) = leased(&engine.db).await;
+    assert_eq!(running.get(&(run.clone(), "capped".to_owned())), Some(&2));
+    assert!(engine.claim(&scope, 10).await.unwrap().is_empty());
+    let row = switchyard_scheduler::store::runs::find(&engine.db, &run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "running");
+    assert!(row.started_at.is_some());
+}
+
+#[tokio::test]
+async fn a_claim_mixes_limited_and_unlimited_tasks_on_postgres() {
+    a_claim_mixes_limited_and_unlimited_tasks(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_claim_mixes_limited_and_unlimited_tasks_on_sqlite() {
+    a_claim_mixes_limited_and_unlimited_tasks(TestDatabase::sqlite()).await;
+}

@@ -24,7 +24,7 @@ use crate::domain::task_status::TaskStatus;
 use crate::error::{Error, Result};
 use crate::store::attempts::Outcome;
 use crate::store::entity::{dead_letter, run, task};
-use crate::store::{self, queue, runs};
+use crate::store::{self, claim, queue, runs};
 use switchyard_proto::events::v1::TaskPhase;
 
 /// The engine's tunables.
@@ -188,7 +188,7 @@ impl Engine {
     pub async fn claim(&self, agent: &AgentScope<'_>, max: u32) -> Result<Vec<task::Model>> {
         let txn = switchyard_runtime::db::write_txn(&self.db).await?;
         let now = Utc::now();
-        let who = queue::Claimant {
+        let who = claim::Claimant {
             agent_id: agent.agent_id,
             org_id: agent.org_id,
             project_id: agent.project_id,
@@ -196,19 +196,16 @@ impl Engine {
             max,
             lease: self.settings.lease,
         };
-        let tasks = queue::claim(&txn, &who, now).await?;
+        let claim::Claimed { tasks, started } = claim::claim(&txn, &who, now).await?;
         if tasks.is_empty() {
             txn.rollback().await?;
             return Ok(tasks);
         }
         let leased = tasks.iter().map(lifecycle::leased).collect();
         lifecycle::emit(&txn, self.settings.task_events, leased).await?;
-        let mut touched: Vec<&str> = tasks.iter().map(|t| t.run_id.as_str()).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        // Only runs still `provisioning` change (and are locked); running ones are left alone,
-        // so claims do not queue behind completions on the run row.
-        for run in runs::start(&txn, &touched, now).await? {
+        // Only runs that were `provisioning` changed (and were locked); running ones are left
+        // alone, so claims do not queue behind completions on the run row.
+        for run in started {
             progress::emit(&txn, &run, "running", "", "", "").await?;
         }
         txn.commit().await?;

@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod attempts;
+pub mod claim;
 pub mod entity;
 pub mod limits;
 pub mod operator;
