@@ -45,6 +45,26 @@ enum Command {
     /// Tasks running now and the execution history (monitoring).
     #[command(subcommand)]
     Tasks(client::tasks::TasksCommand),
+    /// Alerts (list, acknowledge, resolve) and alert rules (monitoring).
+    #[command(subcommand)]
+    Alerts(client::alerts::AlertsCommand),
+    /// API checks' health and API usage per route (monitoring).
+    #[command(subcommand)]
+    Apis(client::apis::ApisCommand),
+    /// Retry statistics per workflow node: attempts, retry rate, success after retry, dead
+    /// letters, top error reasons.
+    Retries {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        /// RFC 3339: attempts that ended at or after this time (default: 7 days ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +88,25 @@ fn main() -> ExitCode {
             Command::Token(command) => client::token::run(&cli.connection, command).await,
             Command::Dlq(command) => client::dlq::run(&cli.connection, command).await,
             Command::Tasks(command) => client::tasks::run(&cli.connection, command).await,
+            Command::Apis(command) => client::apis::run(&cli.connection, command).await,
+            Command::Alerts(command) => client::alerts::run(&cli.connection, command).await,
+            Command::Retries {
+                project,
+                workflow,
+                since,
+                json,
+            } => {
+                let client = client::http::Client::new(&cli.connection)?;
+                client::diagnosis::retries(
+                    &client,
+                    project.as_deref(),
+                    workflow.as_deref(),
+                    since.as_deref(),
+                    json,
+                )
+                .await
+                .map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -103,6 +103,11 @@ impl FromRequestParts<AppState> for Caller {
         let origin = origin(parts);
         let credential = bearer(parts)?.unwrap_or_default();
         let principal = authenticate(state, &credential, &origin).await?;
+        // Services' own principals are minted inside a service for its background calls;
+        // one arriving through the front door is refused whatever produced it.
+        if switchyard_runtime::auth::is_service_principal(&principal) {
+            return Err(unauthenticated("a valid bearer token is required"));
+        }
         let key = principal
             .actor
             .as_ref()

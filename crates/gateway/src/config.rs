@@ -12,6 +12,8 @@ pub struct GatewayConfig {
     pub http: HttpConfig,
     pub upstream: UpstreamConfig,
     pub rate_limit: RateLimitConfig,
+    /// API usage reports to monitoring.
+    pub usage: crate::usage::UsageConfig,
     pub redis: RedisConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -89,6 +91,7 @@ impl Validate for GatewayConfig {
     fn validate(&self) -> Vec<String> {
         let mut problems = self.redis.validate();
         problems.extend(self.telemetry.validate());
+        problems.extend(self.usage.problems());
         if self.http.max_body_bytes < 1024 {
             problems.push("http.max_body_bytes must be at least 1024".into());
         }

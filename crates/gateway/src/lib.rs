@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod state;
 pub mod upstream;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,12 +85,22 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
     }
     let upstreams = Upstreams::connect(&config.upstream, config.http.request_timeout)?;
     let limiter = Limiter::new(&config.rate_limit);
+    let usage = usage::UsageRecorder::new(config.usage.max_routes);
     let grace = config.http.shutdown_grace;
     let shutdown = shutdown.child_token();
+    if config.usage.enabled {
+        tokio::spawn(usage::report_periodically(
+            usage.clone(),
+            upstreams.monitoring.clone(),
+            config.usage.clone(),
+            shutdown.clone(),
+        ));
+    }
     let state = AppState {
         upstreams,
         cache,
         limiter: limiter.clone(),
+        usage,
         config: Arc::new(config),
         shutdown: shutdown.clone(),
         event_streams: Arc::new(tokio::sync::Semaphore::new(

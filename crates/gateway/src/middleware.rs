@@ -14,6 +14,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
+pub const HTTP_REQUESTS: &str = "gateway_http_requests_total";
+pub const HTTP_DURATION: &str = "gateway_http_request_duration_seconds";
+/// Every metric the gateway exports (the Grafana dashboard's test reads it).
+pub const METRICS: [&str; 4] = [
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    "gateway_auth_cache_total",
+    "gateway_rate_limited_total",
+];
 
 /// The request's id: the caller's `x-request-id` when it is sane, else a new UUIDv7.
 #[derive(Debug, Clone)]
@@ -62,10 +71,14 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    let elapsed = started.elapsed();
+    state
+        .usage
+        .record(&route, &method, response.status().as_u16(), elapsed);
     let status = response.status().as_u16().to_string();
-    metrics::counter!("gateway_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
-    metrics::histogram!("gateway_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
+        .record(elapsed.as_secs_f64());
     response
 }
 
@@ -101,12 +114,9 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 pub fn describe_metrics() {
-    metrics::describe_counter!(
-        "gateway_http_requests_total",
-        "HTTP requests by route, method and status"
-    );
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status");
     metrics::describe_histogram!(
-        "gateway_http_request_duration_seconds",
+        HTTP_DURATION,
         metrics::Unit::Seconds,
         "HTTP request latency by route and method"
     );

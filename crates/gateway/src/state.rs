@@ -15,6 +15,8 @@ pub struct AppState {
     pub upstreams: Upstreams,
     pub cache: Cache,
     pub limiter: Limiter,
+    /// Request counts per route, reported to monitoring as API usage.
+    pub usage: crate::usage::UsageRecorder,
     pub config: Arc<GatewayConfig>,
     /// Cancelled when the gateway stops: open event streams end on it, so the drain does not
     /// wait for runs to finish.

@@ -89,6 +89,23 @@ impl Upstreams {
     pub fn monitoring(&self) -> MonitoringServiceClient<GrpcChannel> {
         MonitoringServiceClient::new(self.monitoring.clone())
     }
+    pub fn api_checks(
+        &self,
+    ) -> switchyard_proto::monitoring::v1::api_check_service_client::ApiCheckServiceClient<
+        GrpcChannel,
+    > {
+        switchyard_proto::monitoring::v1::api_check_service_client::ApiCheckServiceClient::new(
+            self.monitoring.clone(),
+        )
+    }
+    pub fn alerts(
+        &self,
+    ) -> switchyard_proto::monitoring::v1::alert_service_client::AlertServiceClient<GrpcChannel>
+    {
+        switchyard_proto::monitoring::v1::alert_service_client::AlertServiceClient::new(
+            self.monitoring.clone(),
+        )
+    }
     pub fn audit(&self) -> AuditServiceClient<GrpcChannel> {
         AuditServiceClient::new(self.audit.clone())
     }

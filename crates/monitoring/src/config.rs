@@ -18,6 +18,14 @@ switchyard_runtime::service_config! {
         pub scheduler: SchedulerEndpoint,
         /// Deletion of old execution history.
         pub retention: RetentionConfig,
+        /// Alert rule evaluation and webhook delivery.
+        pub alerts: crate::alerts::config::AlertsConfig,
+        /// The API check prober and the addresses checks may target.
+        pub checks: crate::checks::ChecksConfig,
+        /// How long the gateway's API usage reports are kept.
+        pub api_usage: crate::checks::ApiUsageConfig,
+        /// The active-task view in Redis and the stuck-task rules.
+        pub active: crate::active::config::ActiveConfig,
     }
 }
 
@@ -50,6 +58,10 @@ impl Validate for MonitoringConfig {
         let mut problems = self.base().validate();
         problems.extend(self.control_plane.problem());
         problems.extend(self.scheduler.problem());
+        problems.extend(self.alerts.problems());
+        problems.extend(self.checks.problems());
+        problems.extend(self.api_usage.problems());
+        problems.extend(self.active.problems());
         if self.retention.max_age < Duration::from_secs(3600) {
             problems.push("retention.max_age must be at least 1h".into());
         }

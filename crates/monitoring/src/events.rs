@@ -1,11 +1,14 @@
-//! What monitoring consumes: the scheduler's `TaskLifecycle` events, read into
+//! What monitoring consumes: the scheduler's `TaskLifecycle` events and the gateway's
+//! `ApiUsage` reports, read into
 //! [`Execution`]s at the boundary (each bad field named). Phases the history does not record
 //! (QUEUED, HEARTBEAT) read as nothing.
 
-use switchyard_proto::events::v1::{TaskLifecycle, TaskPhase};
+use switchyard_proto::events::v1::{ApiUsage, TaskLifecycle, TaskPhase};
 use switchyard_runtime::time::from_proto;
 
 use crate::domain::execution::{Execution, Status};
+use crate::domain::usage::Histogram;
+use crate::store::usage::{UsageDelta, minute_of};
 
 /// The status an event's phase gives its attempt; `None` for phases not recorded.
 pub fn status_of(phase: TaskPhase) -> Option<Status> {
@@ -58,6 +61,40 @@ pub fn execution(event: &TaskLifecycle) -> Result<Option<Execution>, String> {
         finished_at: time(event.finished_at.as_ref()),
         not_before: time(event.not_before.as_ref()),
     }))
+}
+
+/// Longest route template and method a usage report may carry.
+const MAX_ROUTE: usize = 200;
+const MAX_METHOD: usize = 16;
+
+/// What a gateway's `ApiUsage` report adds to its minute (the minute its window started in).
+pub fn usage(report: &ApiUsage) -> Result<UsageDelta, String> {
+    if report.route.is_empty() || report.route.len() > MAX_ROUTE {
+        return Err(format!("route must be 1 to {MAX_ROUTE} characters"));
+    }
+    if report.method.is_empty()
+        || report.method.len() > MAX_METHOD
+        || !report.method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return Err("method is not an HTTP method".to_owned());
+    }
+    if report.errors > report.requests {
+        return Err("errors exceed requests".to_owned());
+    }
+    let start = report
+        .window_start
+        .as_ref()
+        .and_then(from_proto)
+        .ok_or_else(|| "window_start is missing or invalid".to_owned())?;
+    let latency = Histogram::from_report(&report.latency_bounds_ms, &report.latency_counts)?;
+    Ok(UsageDelta {
+        minute: minute_of(start),
+        route: report.route.clone(),
+        method: report.method.clone(),
+        requests: report.requests,
+        errors: report.errors,
+        latency,
+    })
 }
 
 #[cfg(test)]

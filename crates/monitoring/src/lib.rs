@@ -3,11 +3,15 @@
 //! lifecycle through the outbox to audit. See the module docs of `grpc` for which RPCs are
 //! built.
 
+pub mod active;
+pub mod alerts;
+pub mod checks;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod retention;
 pub mod store;
 
@@ -35,6 +39,12 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
     let control_plane = config.control_plane.clone();
     let scheduler = config.scheduler.clone();
     let retention = config.retention.clone();
+    let alerts_config = config.alerts.clone();
+    let checks_config = config.checks.clone();
+    let usage_config = config.api_usage.clone();
+    let cleanup = (config.retention.enabled, config.retention.interval);
+    let active_config = config.active.clone();
+    let active_prefix = active::key_prefix(&config.database.url, &config.database.schema);
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -51,11 +61,46 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
                 ctx.shutdown.clone(),
             )));
         }
+        metrics::describe();
+        if checks_config.enabled {
+            tasks.push(tokio::spawn(checks::run(
+                ctx.db.clone(),
+                checks_config.clone(),
+                ctx.shutdown.clone(),
+            )));
+        }
+        if cleanup.0 {
+            tasks.push(tokio::spawn(checks::cleanup::run_periodically(
+                ctx.db.clone(),
+                cleanup.1,
+                usage_config.max_age,
+                ctx.shutdown.clone(),
+            )));
+        }
         let api = MonitoringApi::new(
             ctx.db.clone(),
             switchyard_runtime::grpc::channel(&control_plane)?,
             switchyard_runtime::grpc::channel(&scheduler)?,
-        );
+        )
+        .with_check_policy(checks_config.target_policy)
+        .with_webhook_policy(alerts_config.webhook_urls);
+        // The active-task view on the service's Redis (in memory without one, as in
+        // embedded mode), kept equal to the scheduler's queue by the reconciler.
+        let view = active::ActiveView::new(&ctx.cache, &active_prefix, active_config.tombstone_ttl);
+        tasks.push(tokio::spawn(active::reconcile::run(
+            ctx.db.clone(),
+            view.clone(),
+            api.scheduler.clone(),
+            active_config.clone(),
+            ctx.shutdown.clone(),
+        )));
+        let api = api.with_active(view, active_config);
+        tasks.extend(alerts::spawn(
+            &ctx.db,
+            api.scheduler.clone(),
+            &alerts_config,
+            &ctx.shutdown,
+        ));
         let routes = Routes::new(limit_messages!(
             MonitoringServiceServer::new(api.clone()),
             grpc

@@ -1,7 +1,8 @@
 //! Retention of the execution history: attempts that ended longer ago than the configured age
 //! are deleted in chunks, once across replicas (a transaction-scoped advisory lock per round;
 //! a replica that finds it taken skips the round), and the count is logged. Attempts still
-//! running are never deleted, however old.
+//! running are never deleted, however old. Resolved alerts past the same age go in the same
+//! round (`alerts::retention`).
 
 use std::time::Duration;
 
@@ -67,6 +68,12 @@ pub async fn run_periodically(db: DatabaseConnection, config: RetentionConfig, s
             Ok(None) => tracing::debug!("history retention: another replica has this round"),
             Err(error) => {
                 tracing::warn!(%error, "history retention failed; retrying next interval")
+            }
+        }
+        match crate::alerts::retention::apply(&db, Utc::now() - max_age).await {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "alert retention failed; retrying next interval")
             }
         }
     }

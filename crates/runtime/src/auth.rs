@@ -283,6 +283,31 @@ pub fn authorize_platform_admin(principal: Option<&Principal>) -> Result<(), Den
     }
 }
 
+/// The principal of a call a service makes on its own behalf (a background job, not a
+/// request): actor type `Service`, no organization, no platform admin, only `scopes`. It never
+/// comes from outside: the gateway builds principals only from control-plane's Authenticate
+/// (users and tokens) and refuses a `Service` actor should one ever come back
+/// ([`is_service_principal`]).
+pub fn service_principal(service: &str, scopes: &[Scope]) -> Principal {
+    Principal {
+        actor: Some(Actor {
+            r#type: ActorType::Service as i32,
+            id: service.to_owned(),
+            display_name: format!("switchyard-{service}"),
+        }),
+        scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        ..Principal::default()
+    }
+}
+
+/// Whether `principal` is a service's own ([`service_principal`]).
+pub fn is_service_principal(principal: &Principal) -> bool {
+    principal
+        .actor
+        .as_ref()
+        .is_some_and(|a| a.r#type == ActorType::Service as i32)
+}
+
 /// Scopes the principal holds: its token's scopes, or its role's for users.
 pub fn held_scopes(principal: &Principal) -> impl Iterator<Item = Scope> + '_ {
     let from_role = Role::try_from(principal.role)
@@ -389,6 +414,19 @@ mod tests {
             authorize(None, Scope::RunsRead, P1),
             Err(Denial::Unauthenticated)
         );
+    }
+
+    #[test]
+    fn service_principals_hold_only_their_scopes_and_no_tenancy() {
+        let principal = service_principal("monitoring", &[Scope::Admin]);
+        assert!(is_service_principal(&principal));
+        assert!(!principal.platform_admin);
+        assert_eq!(
+            authorize(Some(&principal), Scope::RunsRead, P1),
+            Err(Denial::OtherOrganization)
+        );
+        assert!(held_scopes(&principal).eq([Scope::Admin]));
+        assert!(!is_service_principal(&token("o1", "p1", &[Scope::Admin])));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct EngineConfig {
     /// Task lifecycle events (leased, and how each attempt ended) go to monitoring through the
     /// outbox (`outbox.monitoring_endpoint`). Off: monitoring sees no task history.
     pub task_events: bool,
+    /// How often the queue depth gauge (`switchyard_queue_depth`) is refreshed: one grouped
+    /// count of queued tasks, never done per claim.
+    #[serde(with = "humantime_serde")]
+    pub queue_depth_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             retention_interval: Duration::from_secs(3600),
             artifact_retention: Duration::from_secs(14 * 24 * 3600),
             task_events: true,
+            queue_depth_interval: Duration::from_secs(15),
         }
     }
 }
@@ -116,6 +121,9 @@ impl Validate for SchedulerConfig {
         }
         if self.engine.schedule_to_start < Duration::from_secs(1) {
             problems.push("engine.schedule_to_start must be at least 1s".into());
+        }
+        if self.engine.queue_depth_interval < Duration::from_secs(1) {
+            problems.push("engine.queue_depth_interval must be at least 1s".into());
         }
         if self.engine.infra_attempts == 0 {
             problems.push("engine.infra_attempts must be at least 1".into());

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod queue_depth;
 pub mod store;
 
 use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
@@ -36,6 +37,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let outbox_config = config.outbox.clone();
     let settings = config.engine.settings();
     let sweep_interval = config.engine.sweep_interval;
+    let queue_depth_interval = config.engine.queue_depth_interval;
     let auth_endpoint = config.control_plane.clone();
     let upkeep = engine::maintenance::Settings::from_config(&config);
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
@@ -74,6 +76,11 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             ctx.shutdown.clone(),
         );
         let maintenance = engine::maintenance::spawn(engine.clone(), upkeep, ctx.shutdown.clone());
+        let queue_depth = tokio::spawn(queue_depth::run(
+            ctx.db.clone(),
+            queue_depth_interval,
+            ctx.shutdown.clone(),
+        ));
         let api = SchedulerApi::new(engine, switchyard_runtime::grpc::channel(&auth_endpoint)?);
         let routes = Routes::new(limit_messages!(
             SchedulerServiceServer::new(api.clone()),
@@ -115,6 +122,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 sweeper,
                 cron,
                 maintenance,
+                queue_depth,
             ]
             .into_iter()
             .chain(wake_tasks)

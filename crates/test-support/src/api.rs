@@ -50,8 +50,23 @@ pub async fn spawn_api_tuned(
     adjust: impl FnOnce(&mut GatewayConfig),
     adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
 ) -> Api {
+    spawn_api_full(db, adjust, adjust_scheduler, |_| {}).await
+}
+
+/// With hooks for the gateway's, the scheduler's and monitoring's configs.
+pub async fn spawn_api_full(
+    db: &TestDatabase,
+    adjust: impl FnOnce(&mut GatewayConfig),
+    adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
+    adjust_monitoring: impl FnOnce(&mut switchyard_monitoring::MonitoringConfig),
+) -> Api {
     // Boxed: the cluster's start-up state would otherwise sit inline in every caller's future.
-    let cluster = Box::pin(crate::cluster::spawn_cluster_with(db, adjust_scheduler)).await;
+    let cluster = Box::pin(crate::cluster::spawn_cluster_tuned(
+        db,
+        adjust_scheduler,
+        adjust_monitoring,
+    ))
+    .await;
     let mut config = GatewayConfig::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.http.shutdown_grace = Duration::from_secs(5);

@@ -95,6 +95,20 @@ pub async fn spawn_cluster_with(
     db: &TestDatabase,
     adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
 ) -> Cluster {
+    // Boxed: the services' start-up futures would otherwise sit inline in every caller's.
+    Box::pin(spawn_cluster_tuned(db, adjust_scheduler, |_| {})).await
+}
+
+/// The same, with hooks for the scheduler's and monitoring's configs (monitoring's
+/// addresses, database and outbox are the cluster's whatever the hook sets).
+pub async fn spawn_cluster_tuned(
+    db: &TestDatabase,
+    adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
+    adjust_monitoring: impl FnOnce(&mut switchyard_monitoring::MonitoringConfig),
+) -> Cluster {
+    // Boxed: kept across awaits, it would otherwise sit inline in every caller's future.
+    let mut monitoring_template = Box::new(switchyard_monitoring::MonitoringConfig::default());
+    adjust_monitoring(&mut monitoring_template);
     let audit = spawn_audit(db).await;
     let mut tuned = switchyard_scheduler::SchedulerConfig {
         // Short leases so a lost agent's task comes back within a test's patience.
@@ -109,7 +123,7 @@ pub async fn spawn_cluster_with(
     // A reserved port can be taken by anyone (another test's outgoing connection, say) before
     // its service binds it: start again on fresh ports rather than fail the test.
     for attempt in 1..=3 {
-        match spawn_around(db, &audit, &tuned).await {
+        match Box::pin(spawn_around(db, &audit, &tuned, &monitoring_template)).await {
             Ok(Services {
                 control_plane,
                 scheduler,
@@ -147,6 +161,7 @@ async fn spawn_around(
     db: &TestDatabase,
     audit: &Running,
     tuned: &switchyard_scheduler::SchedulerConfig,
+    monitoring_template: &switchyard_monitoring::MonitoringConfig,
 ) -> Result<Services, RuntimeError> {
     let mut outbox = outbox_to(audit);
     // The control plane and the scheduler relay events to each other, and the scheduler its
@@ -166,7 +181,7 @@ async fn spawn_around(
             scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
                 "http://{scheduler_addr}"
             )),
-            ..Default::default()
+            ..monitoring_template.clone()
         },
         Shutdown::new(),
     )

@@ -7,6 +7,8 @@ use switchyard_runtime::inbox::migration::CreateInbox;
 use switchyard_runtime::outbox::migration::CreateOutbox;
 
 mod m20261128_000001_task_executions;
+mod m20261129_000001_alerts;
+mod m20261129_000002_api_checks;
 
 pub struct Migrator;
 
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateInbox),
             Box::new(m20261128_000001_task_executions::Migration),
+            Box::new(m20261129_000001_alerts::Migration),
+            Box::new(m20261129_000002_api_checks::Migration),
         ]
     }
 }

@@ -3,8 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod active_tasks;
+mod alerts;
+mod alerts_store;
+mod api_checks;
+mod api_checks_store;
 mod artifact_retention;
 mod audit;
+mod dashboard;
+mod diagnosis;
 mod engine;
 mod gateway;
 mod grpc_server;
@@ -19,6 +26,7 @@ mod outbox;
 mod pipeline;
 mod processes;
 mod race;
+mod retry_statistics;
 mod runs;
 mod sse;
 mod suites;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use switchyard_proto::audit::v1::{EventFilter, ListEventsRequest, VerifyChainRequest};
-use switchyard_test_support::cluster::{audit_client, channel, health};
+use switchyard_test_support::cluster::{audit_client, health};
 use switchyard_test_support::{TestDatabase, eventually, spawn_cluster};
 
 async fn lifecycle_reaches_audit(db: TestDatabase) {
@@ -66,22 +66,6 @@ async fn lifecycle_events_from_every_service_reach_audit_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_events_from_every_service_reach_audit_on_sqlite() {
     lifecycle_reaches_audit(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn domain_rpcs_not_built_yet_answer_unimplemented() {
-    use switchyard_proto::monitoring::v1::GetRetryStatisticsRequest;
-    use switchyard_proto::monitoring::v1::monitoring_service_client::MonitoringServiceClient;
-    let db = TestDatabase::postgres().await;
-    let cluster = spawn_cluster(&db).await;
-    // Retry statistics arrive with a later slice of the monitoring issue.
-    let mut monitoring = MonitoringServiceClient::new(channel(&cluster.monitoring));
-    let status = monitoring
-        .get_retry_statistics(GetRetryStatisticsRequest::default())
-        .await
-        .expect_err("not built yet");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

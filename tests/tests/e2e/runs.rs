@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchyard_agent::AgentConfig;
 use switchyard_gateway::GatewayConfig;
 use switchyard_runtime::shutdown::Shutdown;
-use switchyard_test_support::api::spawn_api_with;
+use switchyard_test_support::api::spawn_api_full;
 use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, eventually};
 
 const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
@@ -32,7 +32,23 @@ pub(crate) async fn setup_with(
     db: &TestDatabase,
     adjust: impl FnOnce(&mut GatewayConfig),
 ) -> Setup {
-    let api = spawn_api_with(db, adjust).await;
+    setup_full(db, adjust, |_| {}, |_| {}).await
+}
+
+/// The same, with hooks for the gateway's, the scheduler's and monitoring's configs.
+pub(crate) async fn setup_full(
+    db: &TestDatabase,
+    adjust: impl FnOnce(&mut GatewayConfig),
+    adjust_scheduler: impl FnOnce(&mut switchyard_scheduler::SchedulerConfig),
+    adjust_monitoring: impl FnOnce(&mut switchyard_monitoring::MonitoringConfig),
+) -> Setup {
+    let api = Box::pin(spawn_api_full(
+        db,
+        adjust,
+        adjust_scheduler,
+        adjust_monitoring,
+    ))
+    .await;
     let org = api
         .post("/api/v1/orgs", ADMIN, json!({"name": "runs"}))
         .await;

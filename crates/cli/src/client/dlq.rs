@@ -23,6 +23,14 @@ pub enum DlqCommand {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Dead letters not yet replayed, counted by reason, with the oldest of each.
+    Analysis {
+        #[arg(long)]
+        project: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(connection: &Connection, command: DlqCommand) -> anyhow::Result<ExitCode> {
@@ -70,6 +78,9 @@ pub async fn run(connection: &Connection, command: DlqCommand) -> anyhow::Result
                     .await?
             };
             println!("{} dead letter(s) replayed", answer["retried"]);
+        }
+        DlqCommand::Analysis { project, json } => {
+            super::diagnosis::dead_letters(&client, project.as_deref(), json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,8 @@
 //! Client commands over the HTTP API, for CI scripts and people.
 
+pub mod alerts;
+pub mod apis;
+pub mod diagnosis;
 pub mod dlq;
 pub mod http;
 pub mod run;

@@ -60,6 +60,14 @@ pub enum RunCommand {
     Cancel { run_id: String },
     /// The end of each task's output.
     Logs { run_id: String },
+    /// Why the run is not running (or that nothing waits): missing agents, full limits,
+    /// backoffs, upstream nodes, in plain words.
+    Why {
+        run_id: String,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The exit code a final status maps to.
@@ -193,6 +201,10 @@ pub async fn run(connection: &Connection, command: RunCommand) -> anyhow::Result
                 );
                 println!("{}", task["log_tail"].as_str().unwrap_or(""));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Why { run_id, json } => {
+            super::diagnosis::why(&client, &run_id, json).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -25,7 +25,17 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Execution history, one line per attempt, newest first.
+    /// Running tasks that look stuck (stale heartbeat, or far over their usual duration),
+    /// longest running first, each with why.
+    Stuck {
+        #[arg(long)]
+        project: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execution history of ended attempts, one line per attempt, newest first (running ones
+    /// are in `tasks active`).
     History {
         #[arg(long)]
         run: Option<String>,
@@ -73,6 +83,18 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 print!("{}", active_table(&list));
             }
         }
+        TasksCommand::Stuck { project, json } => {
+            let path = path_with_query(
+                "/api/v1/monitoring/tasks/stuck",
+                &[("project_id", project.as_deref())],
+            )?;
+            let list = client.call(Method::GET, &path, None).await?;
+            if json {
+                print(&list);
+            } else {
+                print!("{}", stuck_table(&list));
+            }
+        }
         TasksCommand::History {
             run,
             project,
@@ -106,7 +128,10 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
 }
 
 /// `path?k=v&...` with the values percent-encoded (`since` carries `+` and `:`).
-fn path_with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> anyhow::Result<String> {
+pub(super) fn path_with_query(
+    path: &str,
+    pairs: &[(&str, Option<&str>)],
+) -> anyhow::Result<String> {
     let mut url = reqwest::Url::parse("http://switchyard.invalid")?.join(path)?;
     {
         let mut query = url.query_pairs_mut();
@@ -174,6 +199,28 @@ fn active_table(list: &Value) -> String {
     finish(&headers, &rows, list, "no task is running")
 }
 
+fn stuck_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(list)
+        .map(|s| {
+            let t = &s["task"];
+            vec![
+                text(&t["task_id"]),
+                text(&t["node"]),
+                shard(t),
+                text(&t["attempt"]),
+                text(&t["agent_id"]),
+                duration(&t["running_ms"]),
+                text(&s["reason"]),
+                text(&s["message"]),
+            ]
+        })
+        .collect();
+    let headers = [
+        "TASK", "NODE", "SHARD", "ATTEMPT", "AGENT", "RUNNING", "REASON", "WHY",
+    ];
+    finish(&headers, &rows, list, "no task looks stuck")
+}
+
 fn history_table(list: &Value) -> String {
     let rows: Vec<Vec<String>> = items(list)
         .map(|e| {
@@ -217,7 +264,7 @@ fn finish(headers: &[&str], rows: &[Vec<String>], list: &Value, empty: &str) -> 
 }
 
 /// Columns padded to their widest cell, separated by two spaces; the last one unpadded.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -274,6 +321,25 @@ mod tests {
             history_table(&json!({"items": []})),
             "no attempt recorded\n"
         );
+    }
+
+    #[test]
+    fn monitoring_stuck_tasks_print_their_reason_in_words() {
+        let list = json!({"items": [
+            {"task": {"task_id": "t1", "node": "build", "shard_index": 0, "shard_count": 1,
+                      "attempt": 2, "agent_id": "agent-1", "running_ms": 400_000},
+             "reason": "over_expected_duration",
+             "message": "it has run for 6m 40s, longer than the 5m 0s expected"}
+        ]});
+        let out = stuck_table(&list);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].starts_with("TASK  NODE   SHARD  ATTEMPT  AGENT    RUNNING  REASON"));
+        assert!(lines[1].contains("6m40s"));
+        assert!(lines[1].ends_with(
+            "over_expected_duration  it has run for 6m 40s, longer than the 5m 0s expected"
+        ));
+        assert_eq!(stuck_table(&json!({"items": []})), "no task looks stuck\n");
     }
 
     #[test]

@@ -200,6 +200,17 @@ async fn start_all(
             scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
                 "http://{scheduler_addr}"
             )),
+            // Everything runs on this machine in dev: webhook receivers and checked APIs on
+            // loopback are the ones a newcomer tries first (metadata and link-local stay
+            // refused).
+            alerts: switchyard_monitoring::alerts::config::AlertsConfig {
+                webhook_urls: loopback_allowed(),
+                ..Default::default()
+            },
+            checks: switchyard_monitoring::checks::ChecksConfig {
+                target_policy: loopback_allowed(),
+                ..Default::default()
+            },
             ..Default::default()
         },
         shutdown.clone(),
@@ -259,4 +270,12 @@ async fn start_all(
         .await
         .context("gateway did not start")?;
     Ok((vec![control_plane, scheduler, monitoring, audit], gateway))
+}
+
+/// The default address policy, with loopback allowed (dev runs everything on this machine).
+fn loopback_allowed() -> switchyard_monitoring::domain::url_policy::UrlPolicy {
+    switchyard_monitoring::domain::url_policy::UrlPolicy {
+        allow_loopback: true,
+        ..Default::default()
+    }
 }

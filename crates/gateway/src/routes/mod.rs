@@ -2,9 +2,12 @@
 //! (utoipa-axum's `routes!`), so the document cannot list an endpoint the server lacks, nor
 //! miss one it serves.
 
+mod alerts;
+mod apis;
 mod audit;
 mod common;
 mod datasets;
+mod diagnosis;
 mod engine;
 mod environments;
 mod health;
@@ -13,6 +16,7 @@ mod monitoring;
 pub mod run_events;
 mod runs;
 mod schedules;
+mod stuck;
 mod suites;
 mod tenancy;
 mod tokens;
@@ -100,6 +104,19 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(engine::retry_dead_letters))
         .routes(routes!(monitoring::active_tasks))
         .routes(routes!(monitoring::task_history))
+        .routes(routes!(stuck::stuck_tasks))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::resolve_alert))
+        .routes(routes!(alerts::acknowledge_alert))
+        .routes(routes!(alerts::create_rule, alerts::list_rules))
+        .routes(routes!(alerts::update_rule, alerts::delete_rule))
+        .routes(routes!(diagnosis::run_diagnosis))
+        .routes(routes!(diagnosis::retry_statistics))
+        .routes(routes!(diagnosis::dead_letter_analysis))
+        .routes(routes!(apis::create_check))
+        .routes(routes!(apis::update_check, apis::delete_check))
+        .routes(routes!(apis::health))
+        .routes(routes!(apis::usage))
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
@@ -165,6 +182,22 @@ mod tests {
             ("/api/v1/monitoring/dead-letter/{id}/retry", "post"),
             ("/api/v1/monitoring/tasks/active", "get"),
             ("/api/v1/monitoring/tasks/history", "get"),
+            ("/api/v1/monitoring/tasks/stuck", "get"),
+            ("/api/v1/monitoring/alerts", "get"),
+            ("/api/v1/monitoring/alerts/{id}/resolve", "post"),
+            ("/api/v1/monitoring/alerts/{id}/acknowledge", "post"),
+            ("/api/v1/projects/{project_id}/alert-rules", "post"),
+            ("/api/v1/projects/{project_id}/alert-rules", "get"),
+            ("/api/v1/projects/{project_id}/alert-rules/{id}", "put"),
+            ("/api/v1/projects/{project_id}/alert-rules/{id}", "delete"),
+            ("/api/v1/runs/{run_id}/diagnosis", "get"),
+            ("/api/v1/monitoring/retry-statistics", "get"),
+            ("/api/v1/monitoring/dead-letter/analysis", "get"),
+            ("/api/v1/monitoring/apis/health", "get"),
+            ("/api/v1/monitoring/apis/usage", "get"),
+            ("/api/v1/monitoring/apis/checks", "post"),
+            ("/api/v1/monitoring/apis/checks/{id}", "put"),
+            ("/api/v1/monitoring/apis/checks/{id}", "delete"),
             ("/api/v1/projects/{project_id}/features", "post"),
             ("/api/v1/projects/{project_id}/features", "get"),
             ("/api/v1/projects/{project_id}/suites/{name}", "put"),

@@ -94,8 +94,11 @@ pub struct ActiveTask {
     pub agent_id: Option<String>,
     pub queued_at: Option<String>,
     pub started_at: Option<String>,
-    /// Null until heartbeats are tracked.
+    /// As of the active view's last reconciliation with the scheduler (null before it).
     pub last_heartbeat_at: Option<String>,
+    /// When the lease runs out unless the agent heartbeats (null before the first
+    /// reconciliation).
+    pub lease_expires_at: Option<String>,
     pub wait_ms: Option<i64>,
     /// How long it has been running, as of this answer.
     pub running_ms: Option<i64>,
@@ -112,6 +115,7 @@ impl From<pb::ActiveTask> for ActiveTask {
             queued_at: time(t.queued_at.as_ref()),
             started_at: time(t.started_at.as_ref()),
             last_heartbeat_at: time(t.last_heartbeat_at.as_ref()),
+            lease_expires_at: time(t.lease_expires_at.as_ref()),
             wait_ms: millis(t.wait.as_ref()),
             workflow: some(t.workflow),
             agent_id: some(t.agent_id),
@@ -151,7 +155,8 @@ pub struct ActiveQuery {
     pub cursor: Option<String>,
 }
 
-/// Execution history: one item per attempt, newest first.
+/// Execution history: one item per ended attempt, newest first (running attempts are listed
+/// by `tasks/active`).
 #[utoipa::path(get, path = "/api/v1/monitoring/tasks/history", tag = "monitoring",
     params(HistoryQuery),
     responses((status = 200, body = List<TaskExecution>), (status = "4XX", body = crate::error::ErrorBody)),

@@ -1,8 +1,11 @@
 //! What monitoring consumes: the scheduler's task lifecycle events. A batch is applied in one
 //! transaction: its event ids recorded in the inbox in one statement (duplicates, in the batch
-//! or from earlier deliveries, are skipped), then its executions folded per attempt and
-//! upserted in one statement. An event that cannot be read is logged and skipped rather than
-//! refusing the batch, which would block every event behind it.
+//! or from earlier deliveries, are skipped), then its executions folded per attempt, the
+//! ended ones upserted in one statement, the running ones (and the endings) applied to the
+//! active-task view in one round trip after the commit. An event that cannot be read is logged and skipped rather than
+//! refusing the batch, which would block every event behind it. The gateway's API usage
+//! reports arrive here too and are added to their minutes in the same transaction; the inbox
+//! makes a retried report count once. Task metrics are recorded once the batch committed.
 
 use std::collections::HashSet;
 
@@ -16,7 +19,8 @@ use super::MonitoringApi;
 use crate::domain::execution;
 use crate::error::Error;
 use crate::events;
-use crate::store::executions;
+use crate::metrics::Observation;
+use crate::store::{executions, usage};
 
 /// The inbox's event id column.
 const MAX_EVENT_ID: usize = 36;
@@ -55,10 +59,20 @@ impl EventSink for MonitoringApi {
             .await
             .map_err(Error::from)?;
         let mut rows = Vec::new();
+        let mut usage_reports = Vec::new();
         for event in unique.into_iter().filter(|e| fresh.contains(&e.id)) {
             let steps: &[TaskLifecycle] = match &event.payload {
                 Some(Payload::TaskLifecycle(step)) => std::slice::from_ref(step),
                 Some(Payload::TaskLifecycles(batch)) => &batch.steps,
+                Some(Payload::ApiUsage(report)) => {
+                    match events::usage(report) {
+                        Ok(delta) => usage_reports.push(delta),
+                        Err(reason) => {
+                            tracing::warn!(event_id = %event.id, source = %event.source, %reason, "api usage report skipped");
+                        }
+                    }
+                    continue;
+                }
                 _ => {
                     tracing::debug!(event_id = %event.id, source = %event.source, "event not for monitoring ignored");
                     continue;
@@ -76,10 +90,19 @@ impl EventSink for MonitoringApi {
                 }
             }
         }
+        let observations: Vec<_> = rows.iter().map(Observation::of).collect();
         let mut rows = execution::fold(rows);
+        // Running attempts live in the active view only; an ended one is written to the
+        // history once, when it ends (see `crate::active`).
+        let view_ops = crate::active::ingest::ops(&rows);
+        rows.retain(|e| e.status != execution::Status::Running);
         rows.sort_unstable_by(|a, b| (&a.task_id, a.attempt).cmp(&(&b.task_id, b.attempt)));
         executions::upsert(&txn, &rows).await?;
+        usage::add(&txn, &usage::fold(usage_reports)).await?;
         txn.commit().await.map_err(Error::from)?;
+        // After the commit: a batch that fails is delivered again and must not count twice.
+        observations.iter().for_each(Observation::record);
+        self.update_active_view(&view_ops).await;
         let accepted = fresh.len();
         Ok(Response::new(DeliverResponse {
             accepted: u32::try_from(accepted).unwrap_or(u32::MAX),

@@ -1,6 +1,8 @@
-//! MonitoringService's task listings: the execution history (filters by project, run, status
-//! and end time) and the attempts running now, both newest first with an integer cursor (the
-//! row id), both limited to what the caller may see (see `access`).
+//! MonitoringService's task listings: the execution history of ended attempts (filters by
+//! project, run, status and end time), newest first with an integer cursor (the row id),
+//! limited to what the caller may see (see `access`). Running attempts are not in the history
+//! (their row is written once, when they end): they are listed by `ListActiveTasks` from the
+//! active-task view (`active`), and judged by `ListStuckTasks` (`stuck`).
 
 use switchyard_proto::common::v1::{PageRequest, PageResponse};
 use switchyard_proto::monitoring::v1::monitoring_service_server::MonitoringService;
@@ -85,26 +87,6 @@ fn execution_message(row: &Model) -> TaskExecution {
     }
 }
 
-fn active_message(row: &Model) -> ActiveTask {
-    ActiveTask {
-        task_id: row.task_id.clone(),
-        run_id: row.run_id.clone(),
-        project_id: row.project_id.clone(),
-        workflow: row.workflow.clone(),
-        node: row.node.clone(),
-        shard_index: count(row.shard_index),
-        shard_count: count(row.shard_count),
-        attempt: count(row.attempt),
-        iteration: count(row.iteration),
-        agent_id: row.agent_id.clone(),
-        queued_at: row.queued_at.map(to_proto),
-        started_at: row.started_at.map(to_proto),
-        wait: duration(row.wait_ms),
-        // Heartbeats are not ingested yet.
-        last_heartbeat_at: None,
-    }
-}
-
 fn history_filter(req: &ListTaskHistoryRequest) -> Result<HistoryFilter, Status> {
     let run_id = match req.run_id.as_str() {
         "" => None,
@@ -155,15 +137,35 @@ impl MonitoringService for MonitoringApi {
         &self,
         request: Request<ListActiveTasksRequest>,
     ) -> Result<Response<ListActiveTasksResponse>, Status> {
-        let (ctx, req) = context(request)?;
-        let (limit, before) = page(req.page.as_ref())?;
-        let who = self.visible(&ctx, &req.project_id, "task.active").await?;
-        let mut rows = executions::active(&self.db, &who, before, limit + 1).await?;
-        let page = finish(&mut rows, limit);
-        Ok(Response::new(ListActiveTasksResponse {
-            tasks: rows.iter().map(active_message).collect(),
-            page: Some(page),
-        }))
+        self.active_tasks(request).await
+    }
+
+    async fn list_stuck_tasks(
+        &self,
+        request: Request<ListStuckTasksRequest>,
+    ) -> Result<Response<ListStuckTasksResponse>, Status> {
+        self.stuck(request).await
+    }
+
+    async fn diagnose_run(
+        &self,
+        request: Request<DiagnoseRunRequest>,
+    ) -> Result<Response<DiagnoseRunResponse>, Status> {
+        self.diagnose(request).await
+    }
+
+    async fn get_retry_statistics(
+        &self,
+        request: Request<GetRetryStatisticsRequest>,
+    ) -> Result<Response<GetRetryStatisticsResponse>, Status> {
+        self.retry_statistics(request).await
+    }
+
+    async fn get_dead_letter_analysis(
+        &self,
+        request: Request<GetDeadLetterAnalysisRequest>,
+    ) -> Result<Response<GetDeadLetterAnalysisResponse>, Status> {
+        self.dead_letter_analysis(request).await
     }
 }
 

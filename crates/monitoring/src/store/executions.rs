@@ -1,5 +1,6 @@
 //! The execution history: batched upserts that never move an attempt backwards, and the
-//! reads behind task history and active tasks.
+//! read behind task history. Only ended attempts are written (one row per attempt, when it
+//! ends); running ones live in the active-task view (`crate::active`).
 //!
 //! The upsert is one `INSERT ... ON CONFLICT (task_id, attempt) DO UPDATE SET ... WHERE` per
 //! chunk of rows, the same SQL on PostgreSQL and SQLite. Its expressions are the merge rule of
@@ -159,7 +160,7 @@ async fn page<C: ConnectionTrait>(
         .await?)
 }
 
-/// Attempts newest first (by when the history first heard of them), before the cursor.
+/// Ended attempts newest first (by when the history first heard of them), before the cursor.
 pub async fn history<C: ConnectionTrait>(
     conn: &C,
     who: &Visible,
@@ -179,19 +180,5 @@ pub async fn history<C: ConnectionTrait>(
     if let Some(since) = filter.since {
         query = query.filter(Column::FinishedAt.gte(since));
     }
-    page(conn, query, before, limit).await
-}
-
-/// Attempts running now, newest first, before the cursor.
-pub async fn active<C: ConnectionTrait>(
-    conn: &C,
-    who: &Visible,
-    before: Option<i64>,
-    limit: u64,
-) -> Result<Vec<Model>> {
-    let Some(query) = visible(Entity::find(), who) else {
-        return Ok(Vec::new());
-    };
-    let query = query.filter(Column::Status.eq(Status::Running.as_str()));
     page(conn, query, before, limit).await
 }

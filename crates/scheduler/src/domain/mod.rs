@@ -6,3 +6,4 @@ pub mod graph;
 pub mod limits;
 pub mod retry;
 pub mod task_status;
+pub mod wait;

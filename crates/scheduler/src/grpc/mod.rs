@@ -3,6 +3,8 @@
 //! UNIMPLEMENTED until their slices land (generated default stubs).
 
 mod agent_auth;
+mod diagnosis;
+mod leases;
 mod limits;
 mod operator;
 mod schedules;

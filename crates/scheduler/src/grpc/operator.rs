@@ -66,7 +66,7 @@ impl SchedulerApi {
         Ok(())
     }
 
-    async fn run_for(
+    pub(super) async fn run_for(
         &self,
         ctx: &CallContext,
         run_id: &str,
@@ -183,6 +183,20 @@ impl SchedulerService for SchedulerApi {
         Engine::cancel(&txn, &run.id, &req.reason).await?;
         txn.commit().await.map_err(Error::from)?;
         Ok(Response::new(CancelRunResponse { cancelled: open }))
+    }
+
+    async fn get_run_wait_state(
+        &self,
+        request: Request<GetRunWaitStateRequest>,
+    ) -> Result<Response<GetRunWaitStateResponse>, Status> {
+        self.run_wait_state(request).await
+    }
+
+    async fn list_leased_tasks(
+        &self,
+        request: Request<ListLeasedTasksRequest>,
+    ) -> Result<Response<ListLeasedTasksResponse>, Status> {
+        self.leased_tasks(request).await
     }
 }
 

@@ -5,10 +5,13 @@ pub mod agents;
 pub mod artifacts;
 pub mod attempts;
 pub mod claim;
+pub mod diagnosis;
 pub mod entity;
+pub mod leases;
 pub mod limits;
 pub mod operator;
 pub mod queue;
+pub mod queue_depth;
 pub mod runs;
 pub mod schedules;
 

@@ -1,0 +1,120 @@
+//! Monitoring's Prometheus metrics about tasks, recorded at ingest from the scheduler's
+//! lifecycle events (first deliveries only, after their batch committed), so the scheduler's
+//! hot path pays nothing for them. Labels are bounded: `project` and `node` (a workflow's
+//! node ids), never task, run or agent ids.
+//!
+//! Every metric name is listed in [`NAMES`] and described in [`describe`]; the Grafana
+//! dashboard's test checks its queries against these lists.
+
+use crate::checks::probe::{CHECK_HEALTHY, CHECK_PROBES};
+use crate::domain::execution::{Execution, Status};
+
+pub const TASK_WAIT: &str = "switchyard_task_wait_seconds";
+pub const TASK_RUN: &str = "switchyard_task_run_seconds";
+pub const TASK_ATTEMPTS: &str = "switchyard_task_attempts_finished_total";
+pub const TASK_RETRIES: &str = "switchyard_task_retries_total";
+pub const TASK_DEAD_LETTERS: &str = "switchyard_task_dead_letters_total";
+pub const TASK_LEASES_EXPIRED: &str = "switchyard_task_leases_expired_total";
+
+/// Every metric this crate exports.
+pub const NAMES: [&str; 8] = [
+    TASK_WAIT,
+    TASK_RUN,
+    TASK_ATTEMPTS,
+    TASK_RETRIES,
+    TASK_DEAD_LETTERS,
+    TASK_LEASES_EXPIRED,
+    CHECK_PROBES,
+    CHECK_HEALTHY,
+];
+
+/// `# HELP` lines (installs the process's recorder first if nothing has yet).
+pub fn describe() {
+    let _ = switchyard_runtime::metrics::handle();
+    metrics::describe_histogram!(
+        TASK_WAIT,
+        metrics::Unit::Seconds,
+        "time from a task becoming eligible to its lease, by project and node"
+    );
+    metrics::describe_histogram!(
+        TASK_RUN,
+        metrics::Unit::Seconds,
+        "time from lease to the end of an attempt, by project and node"
+    );
+    metrics::describe_counter!(TASK_ATTEMPTS, "attempts that ended, by project and status");
+    metrics::describe_counter!(
+        TASK_RETRIES,
+        "attempts that ended with another attempt scheduled (failure or lost lease), by project and node"
+    );
+    metrics::describe_counter!(
+        TASK_DEAD_LETTERS,
+        "tasks dead-lettered, by project and node"
+    );
+    metrics::describe_counter!(
+        TASK_LEASES_EXPIRED,
+        "attempts whose agent lost the lease, by project and node"
+    );
+    metrics::describe_counter!(CHECK_PROBES, "api check probes, by result");
+    metrics::describe_gauge!(
+        CHECK_HEALTHY,
+        "1 when the api check's latest probe passed, else 0, by project and check"
+    );
+}
+
+/// What one lifecycle step contributes, taken before the batch is folded per attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    project: String,
+    node: String,
+    status: Status,
+    wait_seconds: Option<f64>,
+    run_seconds: Option<f64>,
+}
+
+impl Observation {
+    pub fn of(e: &Execution) -> Observation {
+        let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
+        Observation {
+            project: e.project_id.clone(),
+            node: e.node.clone(),
+            status: e.status,
+            // The lease is where waiting ends: counted once per attempt, on LEASED.
+            wait_seconds: (e.status == Status::Running)
+                .then(|| seconds(e.wait_ms()))
+                .flatten(),
+            run_seconds: (e.status != Status::Running)
+                .then(|| seconds(e.run_ms()))
+                .flatten(),
+        }
+    }
+
+    pub fn record(&self) {
+        let (service, project, node) = (crate::SERVICE, self.project.clone(), self.node.clone());
+        if let Some(wait) = self.wait_seconds {
+            metrics::histogram!(TASK_WAIT, "service" => service, "project" => project.clone(), "node" => node.clone())
+                .record(wait);
+        }
+        if self.status == Status::Running {
+            return;
+        }
+        if let Some(run) = self.run_seconds {
+            metrics::histogram!(TASK_RUN, "service" => service, "project" => project.clone(), "node" => node.clone())
+                .record(run);
+        }
+        metrics::counter!(TASK_ATTEMPTS, "service" => service, "project" => project.clone(), "status" => self.status.as_str())
+            .increment(1);
+        let named = |name: &'static str| {
+            metrics::counter!(name, "service" => service, "project" => project.clone(), "node" => node.clone())
+                .increment(1);
+        };
+        match self.status {
+            Status::Retrying => named(TASK_RETRIES),
+            Status::LeaseExpired => {
+                named(TASK_RETRIES);
+                named(TASK_LEASES_EXPIRED);
+            }
+            Status::DeadLettered => named(TASK_DEAD_LETTERS),
+            _ => {}
+        }
+    }
+}
