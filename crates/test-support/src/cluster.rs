@@ -76,6 +76,8 @@ pub struct Cluster {
     pub monitoring: Running,
     /// What the scheduler was started with, to restart it where it stood.
     pub scheduler_config: switchyard_scheduler::SchedulerConfig,
+    /// What monitoring was started with (its bound port included), to start it again there.
+    pub monitoring_config: switchyard_monitoring::MonitoringConfig,
 }
 
 /// A free loopback port, for a service whose address another must know before it starts.
@@ -129,6 +131,7 @@ pub async fn spawn_cluster_tuned(
                 scheduler,
                 scheduler_config,
                 monitoring,
+                monitoring_config,
             }) => {
                 return Cluster {
                     audit,
@@ -136,6 +139,7 @@ pub async fn spawn_cluster_tuned(
                     scheduler,
                     scheduler_config,
                     monitoring,
+                    monitoring_config,
                 };
             }
             Err(error) if attempt < 3 && matches!(error, RuntimeError::Bind { .. }) => {
@@ -153,6 +157,7 @@ struct Services {
     scheduler: Running,
     scheduler_config: switchyard_scheduler::SchedulerConfig,
     monitoring: Running,
+    monitoring_config: switchyard_monitoring::MonitoringConfig,
 }
 
 /// Control plane, scheduler and monitoring around a running audit service. What started is
@@ -169,23 +174,28 @@ async fn spawn_around(
     // scheduler's addresses (dialled lazily), so it starts first on a port of its own.
     let control_plane_addr = reserve();
     let scheduler_addr = reserve();
-    let monitoring = switchyard_monitoring::start(
-        switchyard_monitoring::MonitoringConfig {
-            grpc: grpc(),
-            metrics: MetricsConfig::default(),
-            database: db.config("monitoring"),
-            outbox: outbox.clone(),
-            control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
-                "http://{control_plane_addr}"
-            )),
-            scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
-                "http://{scheduler_addr}"
-            )),
-            ..monitoring_template.clone()
+    let mut monitoring_config = switchyard_monitoring::MonitoringConfig {
+        grpc: grpc(),
+        metrics: MetricsConfig::default(),
+        database: db.config("monitoring"),
+        outbox: outbox.clone(),
+        control_plane: switchyard_monitoring::config::ControlPlaneEndpoint(format!(
+            "http://{control_plane_addr}"
+        )),
+        scheduler: switchyard_monitoring::config::SchedulerEndpoint(format!(
+            "http://{scheduler_addr}"
+        )),
+        // The active-tasks view in real Redis next to PostgreSQL, as deployed, unless the
+        // test chose its own.
+        redis: match &monitoring_template.redis.url {
+            Some(_) => monitoring_template.redis.clone(),
+            None => redis(db),
         },
-        Shutdown::new(),
-    )
-    .await?;
+        ..monitoring_template.clone()
+    };
+    let monitoring =
+        switchyard_monitoring::start(monitoring_config.clone(), Shutdown::new()).await?;
+    monitoring_config.grpc.listen = monitoring.grpc_addr;
     outbox.control_plane_endpoint = format!("http://{control_plane_addr}");
     outbox.scheduler_endpoint = format!("http://{scheduler_addr}");
     outbox.monitoring_endpoint = format!("http://{}", monitoring.grpc_addr);
@@ -235,6 +245,7 @@ async fn spawn_around(
             scheduler,
             scheduler_config,
             monitoring,
+            monitoring_config,
         }),
         Err(error) => {
             let _ = control_plane.stop().await;
@@ -260,6 +271,20 @@ impl Cluster {
 impl Cluster {
     /// Stops the scheduler (drained, as on SIGTERM) and starts a fresh one on the same address
     /// and database: a restart mid-run.
+    /// Stops monitoring abruptly (an outage: events for it wait in the other services'
+    /// outboxes) until [`Cluster::start_monitoring_again`].
+    pub async fn halt_monitoring(&mut self) {
+        self.monitoring.halt().await;
+    }
+
+    /// Starts monitoring again on its old port and database, where the relays find it.
+    pub async fn start_monitoring_again(&mut self) {
+        self.monitoring =
+            switchyard_monitoring::start(self.monitoring_config.clone(), Shutdown::new())
+                .await
+                .unwrap();
+    }
+
     pub async fn restart_scheduler(&mut self) {
         self.scheduler.halt().await;
         let fresh = switchyard_scheduler::start(self.scheduler_config.clone(), Shutdown::new())

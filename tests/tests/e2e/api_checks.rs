@@ -71,13 +71,19 @@ fn named<'a>(items: &'a [Value], name: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_checks_follow_http_and_grpc_targets_on_postgres() {
-    api_checks_follow_http_and_grpc_targets(TestDatabase::postgres().await).await;
+    Box::pin(api_checks_follow_http_and_grpc_targets(
+        TestDatabase::postgres().await,
+    ))
+    .await;
 }
 
 /// Embedded mode's database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_checks_follow_http_and_grpc_targets_on_sqlite() {
-    api_checks_follow_http_and_grpc_targets(TestDatabase::sqlite()).await;
+    Box::pin(api_checks_follow_http_and_grpc_targets(
+        TestDatabase::sqlite(),
+    ))
+    .await;
 }
 
 async fn api_checks_follow_http_and_grpc_targets(db: TestDatabase) {
@@ -288,12 +294,18 @@ fn promtool_check(exposition: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_usage_and_task_metrics_follow_real_traffic_on_postgres() {
-    api_usage_and_task_metrics_follow_real_traffic(TestDatabase::postgres().await).await;
+    Box::pin(api_usage_and_task_metrics_follow_real_traffic(
+        TestDatabase::postgres().await,
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_usage_and_task_metrics_follow_real_traffic_on_sqlite() {
-    api_usage_and_task_metrics_follow_real_traffic(TestDatabase::sqlite()).await;
+    Box::pin(api_usage_and_task_metrics_follow_real_traffic(
+        TestDatabase::sqlite(),
+    ))
+    .await;
 }
 
 async fn api_usage_and_task_metrics_follow_real_traffic(db: TestDatabase) {

@@ -21,6 +21,7 @@ mod loops;
 mod maintenance;
 mod migrations;
 mod monitoring;
+mod monitoring_outage;
 mod monitoring_retention;
 mod outbox;
 mod pipeline;
