@@ -39,7 +39,10 @@ pub async fn start(config: MonitoringConfig, shutdown: Shutdown) -> Result<Runni
     let control_plane = config.control_plane.clone();
     let scheduler = config.scheduler.clone();
     let retention = config.retention.clone();
-    let alerts_config = config.alerts.clone();
+    let alerts_config = crate::alerts::config::AlertsConfig {
+        stuck: config.active.stuck.clone(),
+        ..config.alerts.clone()
+    };
     let checks_config = config.checks.clone();
     let usage_config = config.api_usage.clone();
     let cleanup = (config.retention.enabled, config.retention.interval);

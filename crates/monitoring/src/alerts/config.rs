@@ -39,6 +39,10 @@ pub struct AlertsConfig {
     /// Which addresses webhook URLs may name (checked when a rule is saved and again on the
     /// resolved addresses at every delivery).
     pub webhook_urls: UrlPolicy,
+    /// The stuck-task rules STUCK_TASKS alerts judge by: not a key of its own but the
+    /// service's `active.stuck`, copied in at startup, so alerts and `ListStuckTasks` agree.
+    #[serde(skip)]
+    pub stuck: crate::active::config::StuckConfig,
 }
 
 impl Default for AlertsConfig {
@@ -55,6 +59,7 @@ impl Default for AlertsConfig {
             webhook_initial_backoff: Duration::from_secs(5),
             webhook_max_backoff: Duration::from_secs(600),
             webhook_urls: UrlPolicy::default(),
+            stuck: Default::default(),
         }
     }
 }

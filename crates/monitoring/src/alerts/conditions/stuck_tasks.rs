@@ -3,8 +3,8 @@
 //! from `active::detect`, the same as `ListStuckTasks`). One alert per project; it resolves
 //! when fewer are stuck.
 //!
-//! The stuck rules are the defaults of `active.stuck`, with the alerts' scheduler deadline:
-//! the evaluator does not receive the service's `active` section (yet).
+//! The stuck rules are the service's `active.stuck` (copied into the alerts config at
+//! startup), with the alerts' scheduler deadline.
 
 use super::Inputs;
 use crate::active::config::ActiveConfig;
@@ -18,6 +18,7 @@ pub async fn evaluate(
 ) -> Result<Option<Finding>, String> {
     let config = ActiveConfig {
         scheduler_timeout: inputs.config.scheduler_timeout,
+        stuck: inputs.config.stuck.clone(),
         ..ActiveConfig::default()
     };
     let project = [rule.project_id.clone()];
