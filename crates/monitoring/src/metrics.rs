@@ -15,9 +15,10 @@ pub const TASK_ATTEMPTS: &str = "switchyard_task_attempts_finished_total";
 pub const TASK_RETRIES: &str = "switchyard_task_retries_total";
 pub const TASK_DEAD_LETTERS: &str = "switchyard_task_dead_letters_total";
 pub const TASK_LEASES_EXPIRED: &str = "switchyard_task_leases_expired_total";
+pub const ACTIVE_RECONCILES: &str = "switchyard_active_view_reconciles_total";
 
 /// Every metric this crate exports.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     TASK_WAIT,
     TASK_RUN,
     TASK_ATTEMPTS,
@@ -26,6 +27,7 @@ pub const NAMES: [&str; 8] = [
     TASK_LEASES_EXPIRED,
     CHECK_PROBES,
     CHECK_HEALTHY,
+    ACTIVE_RECONCILES,
 ];
 
 /// `# HELP` lines (installs the process's recorder first if nothing has yet).
@@ -55,6 +57,10 @@ pub fn describe() {
         "attempts whose agent lost the lease, by project and node"
     );
     metrics::describe_counter!(CHECK_PROBES, "api check probes, by result");
+    metrics::describe_counter!(
+        ACTIVE_RECONCILES,
+        "times the active-task view was reconciled with the scheduler's leases"
+    );
     metrics::describe_gauge!(
         CHECK_HEALTHY,
         "1 when the api check's latest probe passed, else 0, by project and check"

@@ -153,8 +153,30 @@ fn key(a: &Attempt) -> (String, u64) {
     (a.task.clone(), u64::from(a.attempt))
 }
 
+/// Waits for monitoring's first reconciliation of its active view with the scheduler: it
+/// drops attempts the scheduler does not lease, which the synthetic events below are, so
+/// they go in after it (the next one is `active.reconcile_interval`, 30 s, away).
+async fn first_reconciliation() {
+    let series = format!(
+        "{}{{service=\"monitoring\"}}",
+        switchyard_monitoring::metrics::ACTIVE_RECONCILES
+    );
+    eventually(
+        "monitoring reconciled its active view once",
+        std::time::Duration::from_secs(20),
+        || async {
+            let text = switchyard_runtime::metrics::handle().render();
+            text.lines()
+                .any(|line| line.starts_with(&series))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 async fn monitoring_history(db: TestDatabase) {
     let api = spawn_api(&db).await;
+    first_reconciliation().await;
     let a = tenant(&api, "acme").await;
     let b = tenant(&api, "globex").await;
     let (run, build, test) = (id(), id(), id());

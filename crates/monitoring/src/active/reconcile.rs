@@ -158,7 +158,14 @@ pub async fn run(
                 tracing::info!("active task view flushed or behind, rebuilding");
             }
             match locked_once(&db, &view, &channel, config.scheduler_timeout).await {
-                Ok(_) => last = Some(Instant::now()),
+                Ok(_) => {
+                    last = Some(Instant::now());
+                    metrics::counter!(
+                        crate::metrics::ACTIVE_RECONCILES,
+                        "service" => crate::SERVICE
+                    )
+                    .increment(1);
+                }
                 Err(error) => {
                     // At startup the scheduler may not be up yet: retried at the next check,
                     // logged at most once per interval.
