@@ -22,6 +22,10 @@ use super::{ActiveView, Op, codec, scheduler};
 
 const JOB: &str = "monitoring.active.reconcile";
 
+/// How long an unreachable scheduler is expected at startup (services start in any order)
+/// before it is worth a warning.
+const STARTUP_GRACE: Duration = Duration::from_secs(15);
+
 /// How soon a failed first reconciliation is retried.
 const STARTUP_RETRY: Duration = Duration::from_millis(250);
 
@@ -142,6 +146,7 @@ pub async fn run(
     config: ActiveConfig,
     shutdown: Shutdown,
 ) {
+    let began = Instant::now();
     let mut last: Option<Instant> = None;
     let mut last_failure_logged: Option<Instant> = None;
     loop {
@@ -166,9 +171,12 @@ pub async fn run(
                     )
                     .increment(1);
                 }
+                Err(error) if last.is_none() && began.elapsed() < STARTUP_GRACE => {
+                    // Monitoring starts before the scheduler: not a problem yet.
+                    tracing::debug!(%error, "active task view waits for the scheduler");
+                }
                 Err(error) => {
-                    // At startup the scheduler may not be up yet: retried at the next check,
-                    // logged at most once per interval.
+                    // Retried at the next check, logged at most once per interval.
                     if last_failure_logged
                         .is_none_or(|at| at.elapsed() >= config.reconcile_interval)
                     {
