@@ -29,8 +29,8 @@ pub struct PutApiCheck {
     pub target: String,
     /// Seconds between probes, 5 to 3600 (default 60).
     pub interval_s: Option<u64>,
-    /// Milliseconds a probe may take, shorter than the interval (default 5000, at most half
-    /// the interval).
+    /// Milliseconds a probe may take: at least 100 and shorter than the interval (default
+    /// 5000, capped at half the interval).
     pub timeout_ms: Option<u64>,
 }
 
