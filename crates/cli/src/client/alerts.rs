@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::http::{Client, Connection};
 use super::print;
-use super::tasks::{path_with_query, table};
+use super::tasks::{show, table};
 
 #[derive(Debug, Subcommand)]
 pub enum AlertsCommand {
@@ -193,7 +193,8 @@ pub async fn run(connection: &Connection, command: AlertsCommand) -> anyhow::Res
             json,
         } => {
             let limit = limit.to_string();
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/alerts",
                 &[
                     ("project_id", project.as_deref()),
@@ -201,13 +202,10 @@ pub async fn run(connection: &Connection, command: AlertsCommand) -> anyhow::Res
                     ("limit", Some(&limit)),
                     ("cursor", cursor.as_deref()),
                 ],
-            )?;
-            let list = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&list);
-            } else {
-                print!("{}", alerts_table(&list));
-            }
+                json,
+                alerts_table,
+            )
+            .await?;
         }
         AlertsCommand::Resolve { id } => {
             let path = format!("/api/v1/monitoring/alerts/{id}/resolve");

@@ -4,12 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use reqwest::Method;
 use serde_json::Value;
 
 use super::http::{Client, Connection};
-use super::print;
-use super::tasks::{path_with_query, table};
+use super::tasks::{show, table};
 
 #[derive(Debug, Subcommand)]
 pub enum ApisCommand {
@@ -36,28 +34,24 @@ pub async fn run(connection: &Connection, command: ApisCommand) -> anyhow::Resul
     let client = Client::new(connection)?;
     match command {
         ApisCommand::Health { project, json } => {
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/apis/health",
                 &[("project_id", project.as_deref())],
-            )?;
-            let answer = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&answer);
-            } else {
-                print!("{}", health_table(&answer));
-            }
+                json,
+                health_table,
+            )
+            .await?;
         }
         ApisCommand::Usage { since, json } => {
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/apis/usage",
                 &[("since", since.as_deref())],
-            )?;
-            let answer = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&answer);
-            } else {
-                print!("{}", usage_table(&answer));
-            }
+                json,
+                usage_table,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)

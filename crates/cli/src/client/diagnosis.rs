@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::http::Client;
 use super::print;
-use super::tasks::{path_with_query, table};
+use super::tasks::{path_with_query, show, table};
 
 fn text(value: &Value) -> String {
     match value {
@@ -69,20 +69,18 @@ pub async fn retries(
     since: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let path = path_with_query(
+    show(
+        client,
         "/api/v1/monitoring/retry-statistics",
         &[
             ("project_id", project),
             ("workflow", workflow),
             ("since", since),
         ],
-    )?;
-    let list = client.call(Method::GET, &path, None).await?;
-    if json {
-        print(&list);
-    } else {
-        print!("{}", render_retries(&list));
-    }
+        json,
+        render_retries,
+    )
+    .await?;
     Ok(())
 }
 
@@ -137,16 +135,14 @@ pub async fn dead_letters(
     project: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let path = path_with_query(
+    show(
+        client,
         "/api/v1/monitoring/dead-letter/analysis",
         &[("project_id", project)],
-    )?;
-    let answer = client.call(Method::GET, &path, None).await?;
-    if json {
-        print(&answer);
-    } else {
-        print!("{}", render_dead_letters(&answer));
-    }
+        json,
+        render_dead_letters,
+    )
+    .await?;
     Ok(())
 }
 

@@ -68,32 +68,28 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             json,
         } => {
             let limit = limit.to_string();
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/tasks/active",
                 &[
                     ("project_id", project.as_deref()),
                     ("limit", Some(&limit)),
                     ("cursor", cursor.as_deref()),
                 ],
-            )?;
-            let list = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&list);
-            } else {
-                print!("{}", active_table(&list));
-            }
+                json,
+                active_table,
+            )
+            .await?;
         }
         TasksCommand::Stuck { project, json } => {
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/tasks/stuck",
                 &[("project_id", project.as_deref())],
-            )?;
-            let list = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&list);
-            } else {
-                print!("{}", stuck_table(&list));
-            }
+                json,
+                stuck_table,
+            )
+            .await?;
         }
         TasksCommand::History {
             run,
@@ -105,7 +101,8 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             json,
         } => {
             let limit = limit.to_string();
-            let path = path_with_query(
+            show(
+                &client,
                 "/api/v1/monitoring/tasks/history",
                 &[
                     ("run_id", run.as_deref()),
@@ -115,16 +112,32 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                     ("limit", Some(&limit)),
                     ("cursor", cursor.as_deref()),
                 ],
-            )?;
-            let list = client.call(Method::GET, &path, None).await?;
-            if json {
-                print(&list);
-            } else {
-                print!("{}", history_table(&list));
-            }
+                json,
+                history_table,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// GETs `path?k=v&...` and prints the answer: pretty JSON, or through `table` for people.
+pub(super) async fn show(
+    client: &Client,
+    path: &str,
+    pairs: &[(&str, Option<&str>)],
+    json: bool,
+    table: fn(&Value) -> String,
+) -> anyhow::Result<()> {
+    let answer = client
+        .call(Method::GET, &path_with_query(path, pairs)?, None)
+        .await?;
+    if json {
+        print(&answer);
+    } else {
+        print!("{}", table(&answer));
+    }
+    Ok(())
 }
 
 /// `path?k=v&...` with the values percent-encoded (`since` carries `+` and `:`).
