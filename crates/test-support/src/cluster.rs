@@ -10,6 +10,7 @@ use switchyard_runtime::host::Running;
 use switchyard_runtime::shutdown::Shutdown;
 
 use crate::database::TestDatabase;
+use crate::ports::reserve_port;
 
 fn grpc() -> GrpcConfig {
     GrpcConfig {
@@ -80,14 +81,6 @@ pub struct Cluster {
     pub monitoring_config: switchyard_monitoring::MonitoringConfig,
 }
 
-/// A free loopback port, for a service whose address another must know before it starts.
-fn reserve() -> std::net::SocketAddr {
-    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    std::net::TcpListener::bind(any)
-        .and_then(|l| l.local_addr())
-        .unwrap_or(any)
-}
-
 pub async fn spawn_cluster(db: &TestDatabase) -> Cluster {
     spawn_cluster_with(db, |_| {}).await
 }
@@ -122,8 +115,8 @@ pub async fn spawn_cluster_tuned(
         ..Default::default()
     };
     adjust_scheduler(&mut tuned);
-    // A reserved port can be taken by anyone (another test's outgoing connection, say) before
-    // its service binds it: start again on fresh ports rather than fail the test.
+    // Reserved ports are ours alone among test processes, but anything else on the machine
+    // may still bind one first: start again on fresh ports rather than fail the test.
     for attempt in 1..=3 {
         match Box::pin(spawn_around(db, &audit, &tuned, &monitoring_template)).await {
             Ok(Services {
@@ -172,10 +165,14 @@ async fn spawn_around(
     // The control plane and the scheduler relay events to each other, and the scheduler its
     // task lifecycle events to monitoring. Monitoring needs only the control plane's and the
     // scheduler's addresses (dialled lazily), so it starts first on a port of its own.
-    let control_plane_addr = reserve();
-    let scheduler_addr = reserve();
+    let control_plane_addr = reserve_port();
+    let scheduler_addr = reserve_port();
     let mut monitoring_config = switchyard_monitoring::MonitoringConfig {
-        grpc: grpc(),
+        // A reserved port, not port 0: an outage test starts monitoring again there.
+        grpc: GrpcConfig {
+            listen: reserve_port(),
+            ..grpc()
+        },
         metrics: MetricsConfig::default(),
         database: db.config("monitoring"),
         outbox: outbox.clone(),

@@ -7,11 +7,13 @@
 pub mod api;
 pub mod cluster;
 pub mod database;
+pub mod ports;
 pub mod wait;
 
 pub use api::{Api, Reply, spawn_api};
 pub use cluster::{BOOTSTRAP_TOKEN, Cluster, spawn_audit, spawn_cluster};
 pub use database::{Backend, TestDatabase};
+pub use ports::reserve_port;
 pub use wait::eventually;
 
 /// Makes trace propagation work in tests without installing a global log subscriber

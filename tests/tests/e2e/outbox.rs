@@ -11,11 +11,6 @@ use switchyard_runtime::shutdown::Shutdown;
 use switchyard_test_support::cluster::audit_client;
 use switchyard_test_support::{TestDatabase, eventually};
 
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
 async fn start_control_plane(db: &TestDatabase, audit_addr: SocketAddr) -> Running {
     switchyard_control_plane::start(
         switchyard_control_plane::ControlPlaneConfig {
@@ -59,7 +54,7 @@ async fn starts_from(audit: &Running, source: &'static str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_for_a_down_consumer_and_arrive_once() {
     let db = TestDatabase::postgres().await;
-    let audit_addr = free_port();
+    let audit_addr = switchyard_test_support::reserve_port();
     // The emitter starts while audit is down: its start record waits in the outbox.
     let control_plane = start_control_plane(&db, audit_addr).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // a few failed deliveries

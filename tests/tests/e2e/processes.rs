@@ -8,14 +8,6 @@ use switchyard_test_support::{TestDatabase, binary, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn service(name: &str) -> Command {
     let mut command = Command::new(binary(&format!("switchyard-{name}")));
     command
@@ -73,7 +65,7 @@ async fn sigterm_drains_and_exits_zero() {
     let db = TestDatabase::postgres().await;
     for name in ["audit", "scheduler"] {
         let database = db.config(name);
-        let port = free_port();
+        let port = switchyard_test_support::reserve_port().port();
         let mut child = service(name)
             .env("SWITCHYARD_GRPC__LISTEN", format!("127.0.0.1:{port}"))
             .env("SWITCHYARD_DATABASE__URL", &database.url)
