@@ -45,6 +45,15 @@ impl Target {
 
 /// Opens the pool and checks that the database answers within `connect_timeout`.
 pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, RuntimeError> {
+    connect_with(config, &[]).await
+}
+
+/// The same, with server settings for every connection of this pool (PostgreSQL; SQLite has
+/// none): for queries that need a setting the rest of the service should not have.
+pub async fn connect_with(
+    config: &DatabaseConfig,
+    settings: &[(&'static str, &'static str)],
+) -> Result<DatabaseConnection, RuntimeError> {
     let target = Target::of(&config.url);
     let unavailable = |cause: String| RuntimeError::DatabaseUnavailable {
         host: target.host.clone(),
@@ -75,6 +84,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Runt
     } else {
         options.set_schema_search_path(config.schema.clone());
         options.set_application_name("switchyard");
+        if !settings.is_empty() {
+            let settings = settings.to_vec();
+            options.map_sqlx_postgres_opts(move |o| o.options(settings.iter().copied()));
+        }
         // A connection idle for a while is pinged before use, under a short deadline: after a
         // database restart a half-open socket fails fast and the pool opens a fresh one
         // instead of hanging the request.

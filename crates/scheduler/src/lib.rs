@@ -40,6 +40,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let queue_depth_interval = config.engine.queue_depth_interval;
     let auth_endpoint = config.control_plane.clone();
     let upkeep = engine::maintenance::Settings::from_config(&config);
+    let database = config.database.clone();
     host::launch::<Migrator, _, _>(SERVICE, config.base(), shutdown, move |ctx| async move {
         outbox::record_started(&ctx.db, SERVICE, &ctx.instance_id).await?;
         let relay = outbox::spawn_audit_relay(
@@ -64,7 +65,8 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             &outbox_config,
             ctx.shutdown.clone(),
         )?;
-        let engine = Engine::new(ctx.db.clone(), settings);
+        let claims = store::claim::pool(&database, &ctx.db).await?;
+        let engine = Engine::new(ctx.db.clone(), settings).with_claim_pool(claims);
         let wake_tasks = engine
             .wake
             .spawn_postgres(&ctx.db, ctx.shutdown.clone())

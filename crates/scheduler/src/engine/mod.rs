@@ -54,6 +54,8 @@ impl Default for Settings {
 #[derive(Clone)]
 pub struct Engine {
     pub db: DatabaseConnection,
+    /// Where claims run (`store::claim::pool`); the main pool until `with_claim_pool`.
+    claims: DatabaseConnection,
     pub settings: Settings,
     /// Woken after every commit that may have made tasks ready, so long-polling agents (on
     /// this replica at once, on others through PostgreSQL notifications) claim at once
@@ -104,10 +106,16 @@ pub struct Beat {
 impl Engine {
     pub fn new(db: DatabaseConnection, settings: Settings) -> Engine {
         Engine {
+            claims: db.clone(),
             db,
             settings,
             wake: wake::Wake::default(),
         }
+    }
+
+    /// Claims go through `claims` (see `store::claim::pool` for why they have their own).
+    pub fn with_claim_pool(self, claims: DatabaseConnection) -> Engine {
+        Engine { claims, ..self }
     }
 
     /// Takes a run from the control plane inside the caller's transaction (the one that
@@ -186,7 +194,7 @@ impl Engine {
     /// Leases up to `max` tasks of the agent's tenancy to it. Runs whose first task this is
     /// become `running`.
     pub async fn claim(&self, agent: &AgentScope<'_>, max: u32) -> Result<Vec<task::Model>> {
-        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+        let txn = switchyard_runtime::db::write_txn(&self.claims).await?;
         let now = Utc::now();
         let who = claim::Claimant {
             agent_id: agent.agent_id,
