@@ -14,6 +14,7 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's output is its report
 
+mod cpu;
 mod engine;
 mod gateway;
 mod worker;
