@@ -15,6 +15,7 @@ mod diagnosis;
 mod engine;
 mod gateway;
 mod grpc_server;
+mod history_upsert;
 mod invariants;
 mod limits;
 mod loops;

@@ -1,0 +1,151 @@
+//! The history upsert against real databases (PostgreSQL takes the rows as one JSON record
+//! set, SQLite as parameters in chunks): a later ending wins whatever order endings arrive
+//! in, an earlier one only fills gaps, a repeat changes nothing, and a batch larger than a
+//! chunk is stored whole with its times to the microsecond.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use switchyard_monitoring::domain::execution::{Execution, Status};
+use switchyard_monitoring::store::entity::task_execution::{Column, Entity, Model};
+use switchyard_monitoring::store::executions;
+use switchyard_monitoring_migration::Migrator;
+use switchyard_test_support::TestDatabase;
+
+const PROJECT: &str = "00000000-0000-7000-8000-0000000000b1";
+
+fn task(n: u32) -> String {
+    format!("00000000-0000-7000-8000-0000{n:08}")
+}
+
+/// Attempt 1 of task `n`, queued three seconds before `now`.
+fn attempt(
+    n: u32,
+    now: DateTime<Utc>,
+    status: Status,
+    finished: Option<DateTime<Utc>>,
+) -> Execution {
+    Execution {
+        task_id: task(n),
+        attempt: 1,
+        run_id: task(0),
+        project_id: PROJECT.into(),
+        workflow: String::new(),
+        node: "test".into(),
+        shard_index: 0,
+        shard_count: 1,
+        iteration: 0,
+        status,
+        agent_id: String::new(),
+        exit_code: None,
+        error: String::new(),
+        retry_reason: String::new(),
+        queued_at: Some(now - Duration::seconds(3)),
+        started_at: None,
+        finished_at: finished,
+        not_before: None,
+    }
+}
+
+async fn stored(conn: &sea_orm::DatabaseConnection, n: u32) -> Model {
+    Entity::find()
+        .filter(Column::TaskId.eq(task(n)))
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn history_upsert(db: TestDatabase) {
+    let config = db.config("monitoring");
+    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
+    switchyard_runtime::migrate::run::<Migrator>(&conn, &config)
+        .await
+        .unwrap();
+    // Microseconds: what both databases keep.
+    let now = Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap();
+
+    // The later ending arrives first; the earlier one (a retry scheduled) must not replace
+    // it, but fills what it lacked.
+    let mut later = attempt(1, now, Status::Succeeded, Some(now));
+    later.exit_code = Some(0);
+    executions::upsert(&conn, std::slice::from_ref(&later))
+        .await
+        .unwrap();
+    let mut earlier = attempt(1, now, Status::Retrying, Some(now - Duration::seconds(1)));
+    earlier.exit_code = Some(1);
+    earlier.error = "exit code 1".into();
+    earlier.workflow = "ci".into();
+    earlier.agent_id = "agent-7".into();
+    earlier.started_at = Some(now - Duration::seconds(2));
+    executions::upsert(&conn, std::slice::from_ref(&earlier))
+        .await
+        .unwrap();
+    let row = stored(&conn, 1).await;
+    assert_eq!(row.status, "succeeded");
+    assert_eq!((row.exit_code, row.error.as_str()), (Some(0), ""));
+    assert_eq!(
+        (row.workflow.as_str(), row.agent_id.as_str()),
+        ("ci", "agent-7")
+    );
+    assert_eq!(row.started_at, earlier.started_at);
+    assert_eq!(row.wait_ms, Some(1000));
+    assert_eq!(row.finished_at, Some(now));
+
+    // A repeat changes nothing, not even the update time.
+    executions::upsert(&conn, std::slice::from_ref(&earlier))
+        .await
+        .unwrap();
+    assert_eq!(stored(&conn, 1).await, row);
+
+    // An even later ending (the lease expired after all) wins.
+    let mut last = attempt(
+        1,
+        now,
+        Status::LeaseExpired,
+        Some(now + Duration::seconds(1)),
+    );
+    last.retry_reason = "lease_expired".into();
+    executions::upsert(&conn, std::slice::from_ref(&last))
+        .await
+        .unwrap();
+    let row = stored(&conn, 1).await;
+    assert_eq!(
+        (row.status.as_str(), row.retry_reason.as_str()),
+        ("lease_expired", "lease_expired")
+    );
+    assert_eq!(row.agent_id, "agent-7", "gaps stay filled");
+
+    // More rows than one chunk, in one call.
+    let many: Vec<Execution> = (100..1_300)
+        .map(|n| {
+            let mut e = attempt(n, now, Status::Succeeded, Some(now));
+            e.started_at = Some(now - Duration::microseconds(i64::from(n)));
+            e
+        })
+        .collect();
+    executions::upsert(&conn, &many).await.unwrap();
+    let rows = Entity::find()
+        .filter(Column::TaskId.ne(task(1)))
+        .order_by_asc(Column::TaskId)
+        .all(&conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), many.len());
+    for (row, sent) in rows.iter().zip(&many) {
+        assert_eq!(row.task_id, sent.task_id);
+        assert_eq!(row.started_at, sent.started_at);
+        assert_eq!(row.run_ms, sent.run_ms());
+    }
+}
+
+#[tokio::test]
+async fn history_upsert_on_postgres() {
+    history_upsert(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn history_upsert_on_sqlite() {
+    history_upsert(TestDatabase::sqlite()).await;
+}
