@@ -112,6 +112,11 @@ pub async fn spawn_cluster_tuned(
             sweep_interval: Duration::from_millis(200),
             ..Default::default()
         },
+        // Fast relays, as every service of the cluster has (a hook may slow them down).
+        outbox: OutboxConfig {
+            poll_interval: outbox_to(&audit).poll_interval,
+            ..OutboxConfig::default()
+        },
         ..Default::default()
     };
     adjust_scheduler(&mut tuned);
@@ -230,7 +235,12 @@ async fn spawn_around(
         },
         metrics: MetricsConfig::default(),
         database: db.config("scheduler"),
-        outbox,
+        // The cluster's endpoints; the relays' pace as the hook left it.
+        outbox: OutboxConfig {
+            poll_interval: tuned.outbox.poll_interval,
+            batch_size: tuned.outbox.batch_size,
+            ..outbox
+        },
         control_plane: switchyard_scheduler::config::ControlPlaneEndpoint(format!(
             "http://{control_plane_addr}"
         )),
