@@ -19,8 +19,10 @@ local prefix, ttl = ARGV[1], ARGV[2]
 local projects = prefix .. ':active:projects'
 local function drop(project, field)
   local hash = prefix .. ':active:' .. project
-  redis.call('HDEL', hash, field)
-  if redis.call('HLEN', hash) == 0 then redis.call('SREM', projects, project) end
+  -- Most endings find nothing to remove (their LEASED folded away in the same batch).
+  if redis.call('HDEL', hash, field) == 1 and redis.call('HLEN', hash) == 0 then
+    redis.call('SREM', projects, project)
+  end
 end
 local i = 3
 while i <= #ARGV do

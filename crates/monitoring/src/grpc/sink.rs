@@ -101,7 +101,7 @@ impl EventSink for MonitoringApi {
         usage::add(&txn, &usage::fold(usage_reports)).await?;
         txn.commit().await.map_err(Error::from)?;
         // After the commit: a batch that fails is delivered again and must not count twice.
-        observations.iter().for_each(Observation::record);
+        Observation::record_all(&observations);
         self.update_active_view(&view_ops).await;
         let accepted = fresh.len();
         Ok(Response::new(DeliverResponse {
