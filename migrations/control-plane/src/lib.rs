@@ -2,7 +2,7 @@
 
 pub use sea_orm_migration::prelude::*;
 use switchyard_runtime::inbox::migration::CreateInbox;
-use switchyard_runtime::outbox::migration::CreateOutbox;
+use switchyard_runtime::outbox::migration::{CreateOutbox, Lz4Payloads};
 
 mod m20261123_000001_create_tenancy_identity;
 mod m20261123_000002_create_workflows_runs;
@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_workflows_runs::Migration),
             Box::new(m20261123_000003_create_suites_datasets::Migration),
             Box::new(CreateInbox),
+            Box::new(Lz4Payloads),
         ]
     }
 }

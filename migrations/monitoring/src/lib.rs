@@ -4,7 +4,7 @@
 
 pub use sea_orm_migration::prelude::*;
 use switchyard_runtime::inbox::migration::CreateInbox;
-use switchyard_runtime::outbox::migration::CreateOutbox;
+use switchyard_runtime::outbox::migration::{CreateOutbox, Lz4Payloads};
 
 mod m20261128_000001_task_executions;
 mod m20261129_000001_alerts;
@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_task_executions::Migration),
             Box::new(m20261129_000001_alerts::Migration),
             Box::new(m20261129_000002_api_checks::Migration),
+            Box::new(Lz4Payloads),
         ]
     }
 }

@@ -3,7 +3,7 @@
 
 pub use sea_orm_migration::prelude::*;
 use switchyard_runtime::inbox::migration::CreateInbox;
-use switchyard_runtime::outbox::migration::CreateOutbox;
+use switchyard_runtime::outbox::migration::{CreateOutbox, Lz4Payloads};
 
 mod m20261123_000001_create_engine;
 mod m20261127_000001_concurrency_limits;
@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_concurrency_limits::Migration),
             Box::new(m20261127_000002_create_artifacts::Migration),
             Box::new(m20261127_000003_task_attempts::Migration),
+            Box::new(Lz4Payloads),
         ]
     }
 }

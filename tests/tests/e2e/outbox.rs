@@ -188,3 +188,59 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
     assert_eq!(delivered, event.id);
     stop.cancel();
 }
+
+/// Outbox payloads (tens of kilobytes for a claim's lifecycle steps) are compressed with lz4
+/// where the server has it, as this machine's PostgreSQL does, and read back whole.
+#[tokio::test]
+async fn outbox_payloads_are_compressed_with_lz4_and_read_back_whole() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDatabase::postgres().await;
+    let config = db.config("scheduler");
+    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
+    switchyard_runtime::migrate::run::<switchyard_scheduler_migration::Migrator>(&conn, &config)
+        .await
+        .unwrap();
+    let query = |sql: &'static str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
+    let column = conn
+        .query_one_raw(query(
+            "SELECT attcompression::text AS method FROM pg_attribute \
+             WHERE attrelid = 'outbox_events'::regclass AND attname = 'payload'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let method: String = column.try_get("", "method").unwrap();
+    assert_eq!(method, "l", "lz4 (l), not the server's default");
+
+    // Ids that differ, as a claim's steps do: big enough to be compressed, not trivially.
+    let steps: Vec<_> = (0..200)
+        .map(|n| switchyard_proto::events::v1::TaskLifecycle {
+            task_id: uuid::Uuid::new_v4().to_string(),
+            run_id: "00000000-0000-7000-8000-000000000001".into(),
+            node: format!("shard-{n}"),
+            ..Default::default()
+        })
+        .collect();
+    let event = switchyard_runtime::outbox::event(
+        "scheduler",
+        switchyard_proto::events::v1::event::Payload::TaskLifecycles(
+            switchyard_proto::events::v1::TaskLifecycleBatch { steps },
+        ),
+    );
+    let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+    switchyard_runtime::outbox::enqueue(&txn, "monitoring", std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let row = conn
+        .query_one_raw(query(
+            "SELECT payload, pg_column_compression(payload) AS method FROM outbox_events",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Vec<u8> = row.try_get("", "payload").unwrap();
+    let method: String = row.try_get("", "method").unwrap();
+    assert_eq!(method, "lz4");
+    assert_eq!(stored, prost::Message::encode_to_vec(&event));
+}
