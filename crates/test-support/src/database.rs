@@ -73,6 +73,19 @@ impl TestDatabase {
         }
     }
 
+    /// A connection to `service`'s schema with `M`'s migrations applied, as the service would
+    /// leave it at startup.
+    pub async fn migrated<M: sea_orm_migration::MigratorTrait>(
+        &self,
+        service: &str,
+    ) -> DatabaseConnection {
+        let conn = self.connect(service).await;
+        switchyard_runtime::migrate::run::<M>(&conn, &self.config(service))
+            .await
+            .unwrap();
+        conn
+    }
+
     /// A direct connection to `service`'s database, for assertions and tampering.
     pub async fn connect(&self, service: &str) -> DatabaseConnection {
         switchyard_runtime::db::connect(&self.config(service))

@@ -56,11 +56,7 @@ async fn stored(conn: &sea_orm::DatabaseConnection, n: u32) -> Model {
 }
 
 async fn history_upsert(db: TestDatabase) {
-    let config = db.config("monitoring");
-    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
-    switchyard_runtime::migrate::run::<Migrator>(&conn, &config)
-        .await
-        .unwrap();
+    let conn = db.migrated::<Migrator>("monitoring").await;
     // Microseconds: what both databases keep.
     let now = Utc::now()
         .duration_trunc(Duration::microseconds(1))

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchyard_test_support::{TestDatabase, eventually};
 
-use crate::runs::setup;
+use crate::runs::{flaky_then_fan, setup};
 
 async fn count(db: &DatabaseConnection, sql: &str, value: &str) -> i64 {
     let row = db
@@ -28,14 +28,7 @@ async fn events_held_while_monitoring_is_down_arrive_once_after_it_returns() {
     let db = TestDatabase::postgres().await;
     let mut s = setup(&db).await;
     let ci = Some(s.ci.as_str().to_owned());
-    s.workflow(
-        "flaky",
-        json!({"nodes": [
-            {"id": "flaky", "run": "test \"$SWITCHYARD_ATTEMPT\" -ge 2",
-             "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20}},
-            {"id": "fan", "needs": ["flaky"], "shards": 2, "run": "true"}]}),
-    )
-    .await;
+    s.workflow("flaky", flaky_then_fan()).await;
 
     s.api.cluster.halt_monitoring().await;
     let run = s.start("flaky").await;

@@ -136,11 +136,9 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
     use switchyard_runtime::outbox::{self, destination};
 
     let db = TestDatabase::postgres().await;
-    let config = db.config("scheduler");
-    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
-    switchyard_runtime::migrate::run::<switchyard_scheduler_migration::Migrator>(&conn, &config)
-        .await
-        .unwrap();
+    let conn = db
+        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
+        .await;
     let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -195,11 +193,9 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
 async fn outbox_payloads_are_compressed_with_lz4_and_read_back_whole() {
     use sea_orm::{ConnectionTrait, Statement};
     let db = TestDatabase::postgres().await;
-    let config = db.config("scheduler");
-    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
-    switchyard_runtime::migrate::run::<switchyard_scheduler_migration::Migrator>(&conn, &config)
-        .await
-        .unwrap();
+    let conn = db
+        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
+        .await;
     let query = |sql: &'static str| Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql);
     let column = conn
         .query_one_raw(query(

@@ -23,6 +23,15 @@ pub(crate) struct Setup {
 }
 
 /// A project, a CI token and an agent with a project-scoped `agents` token.
+/// A node that fails its first attempt and succeeds on the retry (quick backoff), then a
+/// two-shard node after it: a run with a history worth looking at.
+pub(crate) fn flaky_then_fan() -> Value {
+    json!({"nodes": [
+        {"id": "flaky", "run": "test \"$SWITCHYARD_ATTEMPT\" -ge 2",
+         "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20}},
+        {"id": "fan", "needs": ["flaky"], "shards": 2, "run": "true"}]})
+}
+
 pub(crate) async fn setup(db: &TestDatabase) -> Setup {
     setup_with(db, |_| {}).await
 }

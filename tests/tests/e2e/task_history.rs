@@ -8,21 +8,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_test_support::{TestDatabase, eventually};
 
-use crate::runs::setup;
+use crate::runs::{flaky_then_fan, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn monitoring_history_and_active_tasks_follow_a_real_run() {
     let db = TestDatabase::postgres().await;
     let s = setup(&db).await;
     let ci = Some(s.ci.as_str());
-    s.workflow(
-        "flaky",
-        json!({"nodes": [
-            {"id": "flaky", "run": "test \"$SWITCHYARD_ATTEMPT\" -ge 2",
-             "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20}},
-            {"id": "fan", "needs": ["flaky"], "shards": 2, "run": "true"}]}),
-    )
-    .await;
+    s.workflow("flaky", flaky_then_fan()).await;
     let run = s.start("flaky").await;
     let done = s.finished(&run).await;
     assert_eq!(done["status"], "completed", "{done:?}");

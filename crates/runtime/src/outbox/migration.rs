@@ -111,32 +111,30 @@ impl MigrationName for Lz4Payloads {
 #[async_trait::async_trait]
 impl MigrationTrait for Lz4Payloads {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "DO $$ BEGIN \
+        on_postgres(
+            manager,
+            "DO $$ BEGIN \
                    EXECUTE 'ALTER TABLE outbox_events ALTER COLUMN payload SET COMPRESSION lz4'; \
                  EXCEPTION WHEN feature_not_supported OR syntax_error THEN \
                    RAISE NOTICE 'lz4 is not available: outbox payloads stay compressed with pglz'; \
                  END $$",
-            )
-            .await?;
-        Ok(())
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE outbox_events ALTER COLUMN payload SET COMPRESSION default",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "ALTER TABLE outbox_events ALTER COLUMN payload SET COMPRESSION default",
+        )
+        .await
     }
+}
+
+/// Runs `sql` on PostgreSQL; SQLite has no such setting.
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
 }
