@@ -126,23 +126,18 @@ impl switchyard_proto::events::v1::event_sink_server::EventSink for Collector {
     }
 }
 
-/// A relay whose poll interval is a minute still delivers an event within moments of the
-/// commit that wrote it: the commit's notification wakes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_wakes_its_relay_before_the_next_poll() {
-    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
+/// A `Collector` serving on a free port until `stop`, and a relay from `conn`'s outbox for
+/// the scheduler destination to it, polling once a minute.
+async fn relay_to_collector(
+    conn: &sea_orm::DatabaseConnection,
+    stop: &Shutdown,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
-    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
     use switchyard_runtime::outbox::{self, destination};
 
-    let db = TestDatabase::postgres().await;
-    let conn = db
-        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
-        .await;
-    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (sender, received) = tokio::sync::mpsc::unbounded_channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let stop = Shutdown::new();
     let server_stop = stop.clone();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -154,8 +149,9 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
             .await
             .unwrap();
     });
-    let sink =
-        EventSinkClient::new(switchyard_runtime::grpc::channel(&format!("http://{addr}")).unwrap());
+    let sink = outbox::wire::SinkClient::new(
+        switchyard_runtime::grpc::channel(&format!("http://{addr}")).unwrap(),
+    );
     let relay_config = switchyard_runtime::config::OutboxConfig {
         poll_interval: Duration::from_secs(60),
         ..Default::default()
@@ -168,6 +164,22 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
         relay_config,
         stop.clone(),
     );
+    received
+}
+
+/// A relay whose poll interval is a minute still delivers an event within moments of the
+/// commit that wrote it: the commit's notification wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_its_relay_before_the_next_poll() {
+    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
+    use switchyard_runtime::outbox::{self, destination};
+
+    let db = TestDatabase::postgres().await;
+    let conn = db
+        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
+        .await;
+    let stop = Shutdown::new();
+    let mut received = relay_to_collector(&conn, &stop).await;
     // The relay's first pass finds nothing; it then sleeps for its minute.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let event = outbox::event(
@@ -184,6 +196,65 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
         .expect("delivered long before the relay's next poll")
         .unwrap();
     assert_eq!(delivered, event.id);
+    stop.cancel();
+}
+
+/// The relay sends the stored bytes as they are; a row that does not decode as an event
+/// (altered by hand) makes the consumer refuse the batch, and the relay then sends the batch
+/// without it instead of retrying the same refusal forever. Both rows leave the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_is_not_an_event_does_not_block_the_ones_behind_it() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
+    use switchyard_runtime::outbox::{self, destination};
+
+    let db = TestDatabase::postgres().await;
+    let conn = db
+        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
+        .await;
+    let event = outbox::event(
+        "test",
+        Payload::RunCancelRequested(RunCancelRequested::default()),
+    );
+    let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+    outbox::enqueue(&txn, destination::SCHEDULER, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    // Field 1 (the event id) claims 100 bytes and has 2: not an event.
+    txn.execute_raw(Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "INSERT INTO outbox_events (event_id, destination, payload, created_at, attempts) \
+         VALUES ('broken', 'scheduler', '\\x0a64ffff', now(), 0)",
+    ))
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+
+    let stop = Shutdown::new();
+    let mut received = relay_to_collector(&conn, &stop).await;
+    let delivered = tokio::time::timeout(Duration::from_secs(15), received.recv())
+        .await
+        .expect("the good event delivered")
+        .unwrap();
+    assert_eq!(delivered, event.id);
+    let pending = Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT count(*) AS n FROM outbox_events WHERE delivered_at IS NULL",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = conn.query_one_raw(pending.clone()).await.unwrap().unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} rows still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(received.try_recv().is_err(), "nothing else was delivered");
     stop.cancel();
 }
 

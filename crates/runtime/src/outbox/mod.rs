@@ -7,6 +7,7 @@ pub mod entity;
 pub mod migration;
 pub mod relay;
 mod wake;
+pub mod wire;
 
 use chrono::Utc;
 use prost::Message;
@@ -153,7 +154,6 @@ pub fn spawn_relay_to(
     config: &crate::config::OutboxConfig,
     shutdown: crate::shutdown::Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, crate::RuntimeError> {
-    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
     let endpoint = match destination {
         destination::AUDIT => &config.audit_endpoint,
         destination::SCHEDULER => &config.scheduler_endpoint,
@@ -165,7 +165,7 @@ pub fn spawn_relay_to(
         service,
         db,
         destination,
-        EventSinkClient::new(channel),
+        wire::SinkClient::new(channel),
         config.clone(),
         shutdown,
     ))
@@ -178,13 +178,12 @@ pub fn spawn_audit_relay(
     config: &crate::config::OutboxConfig,
     shutdown: crate::shutdown::Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, crate::RuntimeError> {
-    use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
     let channel = crate::grpc::channel(&config.audit_endpoint)?;
     Ok(spawn_relay(
         service,
         db,
         destination::AUDIT,
-        EventSinkClient::new(channel),
+        wire::SinkClient::new(channel),
         config.clone(),
         shutdown,
     ))

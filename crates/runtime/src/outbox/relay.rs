@@ -16,13 +16,12 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use switchyard_proto::events::v1::event_sink_client::EventSinkClient;
-use switchyard_proto::events::v1::{DeliverRequest, Event};
+use switchyard_proto::events::v1::Event;
 
 use super::entity::{self, Column, Entity as Outbox};
+use super::wire::{EncodedEvents, SinkClient};
 use crate::config::OutboxConfig;
 use crate::db::is_postgres;
-use crate::grpc::GrpcChannel;
 use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_DELIVERED, OUTBOX_FAILURES};
 use crate::shutdown::Shutdown;
 
@@ -39,7 +38,7 @@ pub enum RelayError {
 pub struct Relay {
     db: DatabaseConnection,
     destination: String,
-    sink: EventSinkClient<GrpcChannel>,
+    sink: SinkClient,
     config: OutboxConfig,
     service: &'static str,
 }
@@ -49,7 +48,7 @@ pub fn spawn_relay(
     service: &'static str,
     db: DatabaseConnection,
     destination: &str,
-    sink: EventSinkClient<GrpcChannel>,
+    sink: SinkClient,
     config: OutboxConfig,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
@@ -62,7 +61,7 @@ impl Relay {
         service: &'static str,
         db: DatabaseConnection,
         destination: &str,
-        sink: EventSinkClient<GrpcChannel>,
+        sink: SinkClient,
         config: OutboxConfig,
     ) -> Self {
         Relay {
@@ -170,34 +169,33 @@ impl Relay {
             return Ok(0);
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match Event::decode(row.payload.as_slice()) {
-                Ok(event) => events.push(event),
-                // Only possible if the row was altered by hand: skip it rather than block the
-                // queue forever; it stays visible with its error.
-                Err(error) => {
-                    tracing::error!(%error, outbox_id = row.id, "undecodable outbox event skipped");
-                }
+        // The stored bytes go out as they are (see `wire`).
+        let events: Vec<Vec<u8>> = rows.into_iter().map(|row| row.payload).collect();
+        let count = events.len();
+        let mut outcome = self.call(EncodedEvents { events }).await;
+        if let Err(RelayError::Consumer(status)) = &outcome
+            && matches!(
+                status.code(),
+                tonic::Code::Internal | tonic::Code::InvalidArgument
+            )
+        {
+            // The consumer could not read the batch: send it again without the rows that do
+            // not decode (only possible if one was altered by hand), rather than block the
+            // queue behind them forever. They stay visible with their error.
+            if let Some(readable) = self.readable(conn, &ids).await? {
+                outcome = self.call(readable).await;
             }
         }
-        let count = events.len();
-        let call = self.sink.deliver(DeliverRequest { events });
-        let outcome = match tokio::time::timeout(self.config.delivery_timeout, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(RelayError::Consumer(status)),
-            Err(_) => Err(RelayError::Timeout(self.config.delivery_timeout)),
-        };
         match outcome {
             Ok(()) => {
                 Outbox::update_many()
                     .col_expr(Column::DeliveredAt, Expr::value(Utc::now()))
-                    .filter(Column::Id.is_in(ids))
+                    .filter(Column::Id.is_in(ids.iter().copied()))
                     .exec(conn)
                     .await?;
                 metrics::counter!(OUTBOX_DELIVERED, "service" => self.service, "destination" => self.destination.clone())
                     .increment(count as u64);
-                Ok(rows.len())
+                Ok(ids.len())
             }
             Err(error) => {
                 // Recorded through the caller's connection: on PostgreSQL that is the claim
@@ -208,6 +206,40 @@ impl Relay {
                 Err(error)
             }
         }
+    }
+
+    async fn call(&mut self, events: EncodedEvents) -> Result<(), RelayError> {
+        let call = self.sink.deliver(events);
+        match tokio::time::timeout(self.config.delivery_timeout, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(RelayError::Consumer(status)),
+            Err(_) => Err(RelayError::Timeout(self.config.delivery_timeout)),
+        }
+    }
+
+    /// The batch's rows again, without those that do not decode as an event (each logged);
+    /// `None` when every row decodes, i.e. the refusal was not about them.
+    async fn readable<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        ids: &[i64],
+    ) -> Result<Option<EncodedEvents>, sea_orm::DbErr> {
+        let rows = Outbox::find()
+            .filter(Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(Column::Id)
+            .all(conn)
+            .await?;
+        let total = rows.len();
+        let mut events = Vec::with_capacity(total);
+        for row in rows {
+            match Event::decode(row.payload.as_slice()) {
+                Ok(_) => events.push(row.payload),
+                Err(error) => {
+                    tracing::error!(%error, outbox_id = row.id, "undecodable outbox event skipped");
+                }
+            }
+        }
+        Ok((events.len() < total).then_some(EncodedEvents { events }))
     }
 
     /// Updates the backlog gauge and deletes delivered events past their keep period.
