@@ -14,9 +14,19 @@ use super::{Op, ViewError, codec};
 
 /// ARGV: prefix, tombstone ttl (ms), then per op `P project field value`, `E project field`
 /// or `R project field`. Returns 1 when the epoch key exists.
+///
+/// Tombstones are kept per period of one ttl, as members of one set per period
+/// (`{prefix}:ended:{period}`), and a put checks the current and the previous period's set: an
+/// ending is remembered for at least one ttl and at most two. One set per period rather than
+/// a key with its own expiry per ending: an ending costs one SADD instead of creating (and
+/// later expiring) a key, and a period's tombstones expire together.
 const APPLY: &str = r"
-local prefix, ttl = ARGV[1], ARGV[2]
+local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local projects = prefix .. ':active:projects'
+local time = redis.call('TIME')
+local period = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / ttl)
+local ended = prefix .. ':ended:' .. period
+local ended_before = prefix .. ':ended:' .. (period - 1)
 local function drop(project, field)
   local hash = prefix .. ':active:' .. project
   -- Most endings find nothing to remove (their LEASED folded away in the same batch).
@@ -24,23 +34,30 @@ local function drop(project, field)
     redis.call('SREM', projects, project)
   end
 end
+local tombstoned = false
 local i = 3
 while i <= #ARGV do
   local op, project, field = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == 'P' then
-    if redis.call('EXISTS', prefix .. ':ended:' .. field) == 0 then
+    if redis.call('SISMEMBER', ended, field) == 0
+      and redis.call('SISMEMBER', ended_before, field) == 0 then
       redis.call('HSET', prefix .. ':active:' .. project, field, ARGV[i + 3])
       redis.call('SADD', projects, project)
     end
     i = i + 4
   elseif op == 'E' then
     drop(project, field)
-    redis.call('SET', prefix .. ':ended:' .. field, '1', 'PX', ttl)
+    redis.call('SADD', ended, field)
+    tombstoned = true
     i = i + 3
   else
     drop(project, field)
     i = i + 3
   end
+end
+if tombstoned then
+  -- Outlives the next period, the last in which a put looks at this one.
+  redis.call('PEXPIRE', ended, 2 * ttl)
 end
 return redis.call('EXISTS', prefix .. ':active:epoch')
 ";

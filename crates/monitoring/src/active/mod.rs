@@ -9,7 +9,8 @@
 //! - `{prefix}:active:{project}`: hash, field `task_id:attempt` → encoded `ActiveTask`
 //!   (see `codec`, the one place values are made and read);
 //! - `{prefix}:active:projects`: set of projects with entries, for org-wide listings;
-//! - `{prefix}:ended:{task_id}:{attempt}`: tombstone, expires after `active.tombstone_ttl`;
+//! - `{prefix}:ended:{period}`: set of the attempts (`task_id:attempt`) that ended in one
+//!   period of `active.tombstone_ttl`, their tombstones; expires two periods later;
 //! - `{prefix}:active:epoch`: set by a completed rebuild; its absence means the view was
 //!   flushed (or never built) and must be rebuilt.
 //!

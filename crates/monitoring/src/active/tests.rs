@@ -154,6 +154,51 @@ async fn active_view_on_redis() {
     assert!(view.entries(None).await.expect("all").is_empty());
 }
 
+/// Tombstones on Redis live in one set per period of the ttl: an ending made in one period
+/// still blocks a late LEASED in the next, and is gone (set and all) two periods on.
+#[tokio::test]
+async fn active_tombstones_on_redis_last_one_to_two_ttls_in_one_set_per_period() {
+    let (_, prefix, cache) = redis_view().await;
+    let ttl = Duration::from_millis(400);
+    let view = ActiveView::new(&cache, &prefix, ttl);
+    let Cache::Redis { pool, .. } = &cache else {
+        panic!("a Redis cache");
+    };
+    let late = task("pa", 1, 1);
+    let ended: Vec<ActiveTask> = (2..50).map(|n| task("pa", n, 1)).collect();
+    let mut ops: Vec<Op> = ended.iter().map(end).collect();
+    ops.push(end(&late));
+    view.apply(&ops).await.expect("apply");
+    let tombstone_keys = || async {
+        let mut conn = pool.get().await.expect("redis connection");
+        redis::cmd("KEYS")
+            .arg(format!("{prefix}:ended:*"))
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .expect("keys")
+    };
+    assert_eq!(tombstone_keys().await.len(), 1, "one set for 49 endings");
+    // Blocked throughout the ttl, whichever period boundary falls inside it.
+    for _ in 0..4 {
+        view.apply(&[Op::Put(Box::new(late.clone()))])
+            .await
+            .expect("apply");
+        assert!(view.entries(None).await.expect("all").is_empty());
+        tokio::time::sleep(ttl / 4).await;
+    }
+    // Two periods after the ending, the tombstone is forgotten and the set expired.
+    tokio::time::sleep(ttl * 2).await;
+    view.apply(&[Op::Put(Box::new(late.clone()))])
+        .await
+        .expect("apply");
+    assert_eq!(view.entries(None).await.expect("all"), vec![late]);
+    assert!(
+        tombstone_keys().await.is_empty(),
+        "the period's set expired"
+    );
+    delete_prefix(&cache, &prefix).await;
+}
+
 #[tokio::test]
 async fn active_view_skips_undecodable_entries_on_redis() {
     let (view, prefix, cache) = redis_view().await;
