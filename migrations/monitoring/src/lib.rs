@@ -9,6 +9,7 @@ use switchyard_runtime::outbox::migration::{CreateOutbox, Lz4Payloads};
 mod m20261128_000001_task_executions;
 mod m20261129_000001_alerts;
 mod m20261129_000002_api_checks;
+mod m20261130_000001_drop_running_index;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_alerts::Migration),
             Box::new(m20261129_000002_api_checks::Migration),
             Box::new(Lz4Payloads),
+            Box::new(m20261130_000001_drop_running_index::Migration),
         ]
     }
 }

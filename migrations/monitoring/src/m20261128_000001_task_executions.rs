@@ -5,8 +5,9 @@
 //! row's status only when its precedence is higher, so a late LEASED never reopens a finished
 //! attempt.
 //!
-//! Indexes serve the reads: a run's history, a project's recent history by finish time, and
-//! the running set (a partial index, so finished rows stay out of it).
+//! Indexes serve the reads: a run's history and a project's recent history by finish time.
+//! (The partial index on running rows made here was dropped later: running attempts never
+//! reach the history.)
 
 use sea_orm_migration::prelude::*;
 use switchyard_runtime::migrate::columns::{
