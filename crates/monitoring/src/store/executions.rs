@@ -6,10 +6,12 @@
 //! expressions are the merge rule of [`Execution::merge`] written over `excluded` (the
 //! incoming row) and the stored row, so events from concurrent batches meet in the database
 //! under the same rule as events folded within one batch. On PostgreSQL the rows go as one
-//! JSON parameter read by `jsonb_to_recordset`: the statement text stays the same whatever
+//! JSON parameter read by `json_to_recordset`: the statement text stays the same whatever
 //! the batch size, so it is parsed and planned once per connection, where a `VALUES` list of
-//! 22 parameters per row was parsed afresh for every batch (most of the insert's cost). SQLite
-//! takes the rows as parameters, a chunk at a time.
+//! 22 parameters per row was parsed afresh for every batch (most of the insert's cost). `json`,
+//! not `jsonb`: the text is read once, where `jsonb` would first build its binary form (in
+//! psql here, a 540-row batch took about 4 µs less per row). Absent values are left out of the
+//! text (a missing key reads as NULL). SQLite takes the rows as parameters, a chunk at a time.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -167,7 +169,7 @@ fn postgres_upsert() -> &'static str {
             .collect();
         format!(
             "INSERT INTO {TABLE} ({columns}) SELECT {columns} \
-             FROM jsonb_to_recordset($1::jsonb) AS v({typed}) \
+             FROM json_to_recordset($1::json) AS v({typed}) \
              ON CONFLICT (task_id, attempt) DO UPDATE SET {set} WHERE {condition}",
             columns = names.join(", "),
             typed = typed.join(", "),
@@ -190,14 +192,21 @@ struct Record<'a> {
     iteration: i32,
     status: &'static str,
     agent_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     error: &'a str,
     retry_reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     queued_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     not_before: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     wait_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     run_ms: Option<i64>,
     precedence: i64,
     updated_at: DateTime<Utc>,
