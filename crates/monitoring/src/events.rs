@@ -24,10 +24,11 @@ pub fn status_of(phase: TaskPhase) -> Option<Status> {
     }
 }
 
-fn id(field: &str, value: &str) -> Result<String, String> {
-    uuid::Uuid::parse_str(value)
-        .map(|_| value.to_owned())
-        .map_err(|_| format!("{field} is not an id"))
+fn id(field: &str, value: String) -> Result<String, String> {
+    match uuid::Uuid::parse_str(&value) {
+        Ok(_) => Ok(value),
+        Err(_) => Err(format!("{field} is not an id")),
+    }
 }
 
 fn number(field: &str, value: u32) -> Result<i32, String> {
@@ -35,31 +36,32 @@ fn number(field: &str, value: u32) -> Result<i32, String> {
 }
 
 /// The execution an event describes; `Ok(None)` for a phase the history does not record.
-pub fn execution(event: &TaskLifecycle) -> Result<Option<Execution>, String> {
+/// Takes the event, so its texts move into the execution.
+pub fn execution(event: TaskLifecycle) -> Result<Option<Execution>, String> {
     let phase = TaskPhase::try_from(event.phase).map_err(|_| "phase is unknown".to_owned())?;
     let Some(status) = status_of(phase) else {
         return Ok(None);
     };
-    let time = |t: Option<&prost_types::Timestamp>| t.and_then(from_proto);
+    let time = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(from_proto);
     Ok(Some(Execution {
-        task_id: id("task_id", &event.task_id)?,
+        task_id: id("task_id", event.task_id)?,
         attempt: number("attempt", event.attempt)?,
-        run_id: id("run_id", &event.run_id)?,
-        project_id: id("project_id", &event.project_id)?,
-        workflow: event.workflow.clone(),
-        node: event.node.clone(),
+        run_id: id("run_id", event.run_id)?,
+        project_id: id("project_id", event.project_id)?,
+        workflow: event.workflow,
+        node: event.node,
         shard_index: number("shard_index", event.shard_index)?,
         shard_count: number("shard_count", event.shard_count)?,
         iteration: number("iteration", event.iteration)?,
         status,
-        agent_id: event.agent_id.clone(),
+        agent_id: event.agent_id,
         exit_code: event.exit_code,
-        error: event.error.clone(),
-        retry_reason: event.retry_reason.clone(),
-        queued_at: time(event.queued_at.as_ref()),
-        started_at: time(event.started_at.as_ref()),
-        finished_at: time(event.finished_at.as_ref()),
-        not_before: time(event.not_before.as_ref()),
+        error: event.error,
+        retry_reason: event.retry_reason,
+        queued_at: time(event.queued_at),
+        started_at: time(event.started_at),
+        finished_at: time(event.finished_at),
+        not_before: time(event.not_before),
     }))
 }
 
@@ -112,22 +114,22 @@ mod tests {
             phase: TaskPhase::Leased as i32,
             ..TaskLifecycle::default()
         };
-        let row = execution(&event).ok().flatten().map(|e| e.status);
+        let row = execution(event.clone()).ok().flatten().map(|e| e.status);
         assert_eq!(row, Some(Status::Running));
         let heartbeat = TaskLifecycle {
             phase: TaskPhase::Heartbeat as i32,
             ..event.clone()
         };
-        assert_eq!(execution(&heartbeat), Ok(None));
+        assert_eq!(execution(heartbeat), Ok(None));
         let bad = TaskLifecycle {
             run_id: "nope".into(),
             ..event.clone()
         };
-        assert_eq!(execution(&bad), Err("run_id is not an id".to_owned()));
+        assert_eq!(execution(bad), Err("run_id is not an id".to_owned()));
         let huge = TaskLifecycle {
             attempt: u32::MAX,
             ..event
         };
-        assert_eq!(execution(&huge), Err("attempt is out of range".to_owned()));
+        assert_eq!(execution(huge), Err("attempt is out of range".to_owned()));
     }
 }

@@ -113,25 +113,54 @@ impl Execution {
 
     /// This record with `incoming` applied (see the module docs for the rule). Identity
     /// fields (run, project, node, shard, iteration) are the attempt's and stay as they are.
-    pub fn merge(self, incoming: &Execution) -> Execution {
+    pub fn merge(mut self, incoming: &Execution) -> Execution {
+        self.absorb(incoming.clone());
+        self
+    }
+
+    /// Applies `incoming` in place, as [`Execution::merge`] does, taking its texts instead
+    /// of copying them (a batch's LEASED and ending of one attempt meet here).
+    pub fn absorb(&mut self, incoming: Execution) {
         let wins = incoming.precedence() > self.precedence();
-        let (winner, other) = if wins {
-            (incoming, &self)
+        let Execution {
+            workflow,
+            agent_id,
+            queued_at,
+            started_at,
+            status,
+            exit_code,
+            error,
+            retry_reason,
+            finished_at,
+            not_before,
+            ..
+        } = incoming;
+        if wins {
+            // The winner's values; texts and times it lacks are filled from this record.
+            if !workflow.is_empty() {
+                self.workflow = workflow;
+            }
+            if !agent_id.is_empty() {
+                self.agent_id = agent_id;
+            }
+            self.queued_at = queued_at.or(self.queued_at);
+            self.started_at = started_at.or(self.started_at);
+            self.status = status;
+            self.exit_code = exit_code;
+            self.error = error;
+            self.retry_reason = retry_reason;
+            self.finished_at = finished_at;
+            self.not_before = not_before;
         } else {
-            (&self, incoming)
-        };
-        Execution {
-            workflow: prefer_text(&winner.workflow, &other.workflow),
-            agent_id: prefer_text(&winner.agent_id, &other.agent_id),
-            queued_at: winner.queued_at.or(other.queued_at),
-            started_at: winner.started_at.or(other.started_at),
-            status: winner.status,
-            exit_code: winner.exit_code,
-            error: winner.error.clone(),
-            retry_reason: winner.retry_reason.clone(),
-            finished_at: winner.finished_at,
-            not_before: winner.not_before,
-            ..self
+            // This record wins; only its gaps are filled.
+            if self.workflow.is_empty() {
+                self.workflow = workflow;
+            }
+            if self.agent_id.is_empty() {
+                self.agent_id = agent_id;
+            }
+            self.queued_at = self.queued_at.or(queued_at);
+            self.started_at = self.started_at.or(started_at);
         }
     }
 }
@@ -139,22 +168,19 @@ impl Execution {
 /// One record per attempt from a batch's executions, each merged in arrival order (a
 /// statement may not upsert the same row twice).
 pub fn fold(executions: impl IntoIterator<Item = Execution>) -> Vec<Execution> {
+    use std::collections::hash_map::Entry;
     let mut index: HashMap<(String, i32), usize> = HashMap::new();
     let mut out: Vec<Execution> = Vec::new();
     for execution in executions {
-        match index.get(&(execution.task_id.clone(), execution.attempt)) {
-            Some(&at) => out[at] = out[at].clone().merge(&execution),
-            None => {
-                index.insert((execution.task_id.clone(), execution.attempt), out.len());
+        match index.entry((execution.task_id.clone(), execution.attempt)) {
+            Entry::Occupied(at) => out[*at.get()].absorb(execution),
+            Entry::Vacant(slot) => {
+                slot.insert(out.len());
                 out.push(execution);
             }
         }
     }
     out
-}
-
-fn prefer_text(first: &str, second: &str) -> String {
-    if first.is_empty() { second } else { first }.to_owned()
 }
 
 /// Milliseconds from `from` to `to`, never negative (clocks of different hosts).

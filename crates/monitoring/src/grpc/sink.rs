@@ -55,17 +55,23 @@ impl EventSink for MonitoringApi {
         let txn = switchyard_runtime::db::write_txn(&self.db)
             .await
             .map_err(Error::from)?;
-        let fresh = inbox::first_deliveries(&txn, &ids)
+        let mut fresh = inbox::first_deliveries(&txn, &ids)
             .await
             .map_err(Error::from)?;
+        let (accepted, received) = (fresh.len(), events.len());
         let mut rows = Vec::new();
         let mut usage_reports = Vec::new();
-        for event in unique.into_iter().filter(|e| fresh.contains(&e.id)) {
-            let steps: &[TaskLifecycle] = match &event.payload {
-                Some(Payload::TaskLifecycle(step)) => std::slice::from_ref(step),
-                Some(Payload::TaskLifecycles(batch)) => &batch.steps,
+        // By value, so the steps' texts move into the rows. `remove` takes each fresh event
+        // once, also when the batch repeats it.
+        for event in events {
+            if !fresh.remove(&event.id) {
+                continue;
+            }
+            let steps: Vec<TaskLifecycle> = match event.payload {
+                Some(Payload::TaskLifecycle(step)) => vec![step],
+                Some(Payload::TaskLifecycles(batch)) => batch.steps,
                 Some(Payload::ApiUsage(report)) => {
-                    match events::usage(report) {
+                    match events::usage(&report) {
                         Ok(delta) => usage_reports.push(delta),
                         Err(reason) => {
                             tracing::warn!(event_id = %event.id, source = %event.source, %reason, "api usage report skipped");
@@ -79,10 +85,11 @@ impl EventSink for MonitoringApi {
                 }
             };
             for step in steps {
+                let phase = step.phase;
                 match events::execution(step) {
                     Ok(Some(row)) => rows.push(row),
                     Ok(None) => {
-                        tracing::debug!(event_id = %event.id, phase = step.phase, "task phase not recorded");
+                        tracing::debug!(event_id = %event.id, phase, "task phase not recorded");
                     }
                     Err(reason) => {
                         tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle step skipped");
@@ -91,22 +98,26 @@ impl EventSink for MonitoringApi {
             }
         }
         let observations: Vec<_> = rows.iter().map(Observation::of).collect();
-        let mut rows = execution::fold(rows);
+        let rows = execution::fold(rows);
         // Running attempts live in the active view only; an ended one is written to the
         // history once, when it ends (see `crate::active`).
         let view_ops = crate::active::ingest::ops(&rows);
-        rows.retain(|e| e.status != execution::Status::Running);
-        rows.sort_unstable_by(|a, b| (&a.task_id, a.attempt).cmp(&(&b.task_id, b.attempt)));
-        executions::upsert(&txn, &rows).await?;
+        // Sorted as references: an execution is a few hundred bytes, and a sort moves what
+        // it sorts.
+        let mut ended: Vec<&execution::Execution> = rows
+            .iter()
+            .filter(|e| e.status != execution::Status::Running)
+            .collect();
+        ended.sort_unstable_by(|a, b| (&a.task_id, a.attempt).cmp(&(&b.task_id, b.attempt)));
+        executions::upsert(&txn, &ended).await?;
         usage::add(&txn, &usage::fold(usage_reports)).await?;
         txn.commit().await.map_err(Error::from)?;
         // After the commit: a batch that fails is delivered again and must not count twice.
         Observation::record_all(&observations);
         self.update_active_view(&view_ops).await;
-        let accepted = fresh.len();
         Ok(Response::new(DeliverResponse {
             accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
-            duplicates: u32::try_from(events.len() - accepted).unwrap_or(u32::MAX),
+            duplicates: u32::try_from(received - accepted).unwrap_or(u32::MAX),
         }))
     }
 }

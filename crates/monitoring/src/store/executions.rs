@@ -240,13 +240,16 @@ fn record(e: &Execution, now: DateTime<Utc>) -> Record<'_> {
 }
 
 /// Applies executions (already folded: one per attempt) to the history.
-pub async fn upsert<C: ConnectionTrait>(conn: &C, rows: &[Execution]) -> Result<()> {
+pub async fn upsert<C: ConnectionTrait, E: std::borrow::Borrow<Execution>>(
+    conn: &C,
+    rows: &[E],
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let now = Utc::now();
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        let records: Vec<Record<'_>> = rows.iter().map(|e| record(e, now)).collect();
+        let records: Vec<Record<'_>> = rows.iter().map(|e| record(e.borrow(), now)).collect();
         let json = serde_json::to_string(&records)
             .map_err(|e| sea_orm::DbErr::Custom(format!("executions not encodable: {e}")))?;
         conn.execute_raw(sea_orm::Statement::from_sql_and_values(
@@ -259,7 +262,7 @@ pub async fn upsert<C: ConnectionTrait>(conn: &C, rows: &[Execution]) -> Result<
     }
     let rule = merge_rule();
     for chunk in rows.chunks(CHUNK) {
-        Entity::insert_many(chunk.iter().map(|e| active_model(e, now)))
+        Entity::insert_many(chunk.iter().map(|e| active_model(e.borrow(), now)))
             .on_conflict(rule.clone())
             .exec_without_returning(conn)
             .await?;
