@@ -16,6 +16,11 @@ use switchyard_runtime::migrate::columns::{
 
 pub struct Migration;
 
+/// The running set's partial index, made here and dropped by a later migration (its `down`
+/// makes it again).
+pub(crate) const RUNNING_INDEX: &str = "CREATE INDEX task_executions_running ON task_executions (project_id, id) \
+     WHERE status = 'running'";
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261128_000001_task_executions"
@@ -116,10 +121,7 @@ impl MigrationTrait for Migration {
         }
         manager
             .get_connection()
-            .execute_unprepared(
-                "CREATE INDEX task_executions_running ON task_executions (project_id, id) \
-                 WHERE status = 'running'",
-            )
+            .execute_unprepared(RUNNING_INDEX)
             .await?;
         Ok(())
     }

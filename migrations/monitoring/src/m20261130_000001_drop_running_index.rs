@@ -25,10 +25,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .get_connection()
-            .execute_unprepared(
-                "CREATE INDEX task_executions_running ON task_executions (project_id, id) \
-                 WHERE status = 'running'",
-            )
+            .execute_unprepared(super::m20261128_000001_task_executions::RUNNING_INDEX)
             .await?;
         Ok(())
     }

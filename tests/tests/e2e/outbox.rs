@@ -167,13 +167,26 @@ async fn relay_to_collector(
     received
 }
 
+/// A test event for the scheduler's relay, enqueued in `txn`.
+async fn enqueue_test_event(
+    txn: &sea_orm::DatabaseTransaction,
+) -> switchyard_proto::events::v1::Event {
+    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
+    use switchyard_runtime::outbox::{self, destination};
+    let event = outbox::event(
+        "test",
+        Payload::RunCancelRequested(RunCancelRequested::default()),
+    );
+    outbox::enqueue(txn, destination::SCHEDULER, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    event
+}
+
 /// A relay whose poll interval is a minute still delivers an event within moments of the
 /// commit that wrote it: the commit's notification wakes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_wakes_its_relay_before_the_next_poll() {
-    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
-    use switchyard_runtime::outbox::{self, destination};
-
     let db = TestDatabase::postgres().await;
     let conn = db
         .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
@@ -182,14 +195,8 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
     let mut received = relay_to_collector(&conn, &stop).await;
     // The relay's first pass finds nothing; it then sleeps for its minute.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let event = outbox::event(
-        "test",
-        Payload::RunCancelRequested(RunCancelRequested::default()),
-    );
     let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
-    outbox::enqueue(&txn, destination::SCHEDULER, std::slice::from_ref(&event))
-        .await
-        .unwrap();
+    let event = enqueue_test_event(&txn).await;
     txn.commit().await.unwrap();
     let delivered = tokio::time::timeout(Duration::from_secs(15), received.recv())
         .await
@@ -205,21 +212,13 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_is_not_an_event_does_not_block_the_ones_behind_it() {
     use sea_orm::{ConnectionTrait, Statement};
-    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
-    use switchyard_runtime::outbox::{self, destination};
 
     let db = TestDatabase::postgres().await;
     let conn = db
         .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
         .await;
-    let event = outbox::event(
-        "test",
-        Payload::RunCancelRequested(RunCancelRequested::default()),
-    );
     let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
-    outbox::enqueue(&txn, destination::SCHEDULER, std::slice::from_ref(&event))
-        .await
-        .unwrap();
+    let event = enqueue_test_event(&txn).await;
     // Field 1 (the event id) claims 100 bytes and has 2: not an event.
     txn.execute_raw(Statement::from_string(
         sea_orm::DatabaseBackend::Postgres,
