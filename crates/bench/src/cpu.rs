@@ -4,6 +4,7 @@
 //! steadier than a rate on a shared machine: another tenant slows the wall clock far more
 //! than it inflates our own CPU seconds.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// `USER_HZ`: the unit of `/proc/*/stat` times, 100 on every Linux architecture we run on.
@@ -68,6 +69,68 @@ impl Cpu {
             per(self.redis)
         )
     }
+}
+
+/// CPU seconds used so far by each PostgreSQL backend serving a service of the cluster, by
+/// pid, with the service's name. Services name their connections after their schema
+/// (`switchyard-<schema>`, see `switchyard_runtime::db::application_name`), which is how a
+/// backend is traced to its service.
+#[derive(Debug, Clone, Default)]
+pub struct Backends(HashMap<i32, (String, f64)>);
+
+impl Backends {
+    /// `services`: `(service, schema)` of every service to tell apart.
+    pub async fn now(
+        conn: &sea_orm::DatabaseConnection,
+        services: &[(&str, String)],
+    ) -> anyhow::Result<Backends> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let rows = conn
+            .query_all_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pid, application_name FROM pg_stat_activity",
+            ))
+            .await?;
+        let names: HashMap<String, &str> = services
+            .iter()
+            .map(|(service, schema)| (switchyard_runtime::db::application_name(schema), *service))
+            .collect();
+        let mut backends = HashMap::new();
+        for row in rows {
+            let pid: i32 = row.try_get("", "pid")?;
+            let name: String = row.try_get("", "application_name")?;
+            let Some(service) = names.get(&name) else {
+                continue;
+            };
+            if let Some(times) = stat(Path::new(&format!("/proc/{pid}/stat"))) {
+                backends.insert(pid, ((*service).to_owned(), times.own));
+            }
+        }
+        Ok(Backends(backends))
+    }
+
+    /// Seconds each service's backends used since `earlier` (a backend opened since counts
+    /// whole; one closed since is not seen: pools here keep their connections for minutes).
+    pub fn since(&self, earlier: &Backends) -> BTreeMap<String, f64> {
+        let mut by_service = BTreeMap::new();
+        for (pid, (service, seconds)) in &self.0 {
+            let before = earlier.0.get(pid).map_or(0.0, |(_, s)| *s);
+            *by_service.entry(service.clone()).or_insert(0.0) += seconds - before;
+        }
+        by_service
+    }
+}
+
+/// "PostgreSQL by service, ms per 1,000 tasks: control-plane 40, scheduler 150, ..."
+pub fn by_service_per_thousand(by_service: &BTreeMap<String, f64>, tasks: u64) -> String {
+    let parts: Vec<String> = by_service
+        .iter()
+        .map(|(service, seconds)| format!("{service} {:.0}", seconds * 1e6 / tasks as f64))
+        .collect();
+    format!(
+        "PostgreSQL by service, ms per 1,000 tasks: {}",
+        parts.join(", ")
+    )
 }
 
 struct Times {

@@ -7,7 +7,9 @@
 //!   sequential workflow's overhead, and a 1,000-shard fan-out and fan-in;
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
 //!   throughput and create-to-start latency;
-//! - monitoring: that workload with monitoring's task events on and off, and the cost.
+//! - monitoring: that workload with monitoring's task events on and off, and the cost;
+//!   `worker-without-events` runs one pass of the worker workload with them off (to profile
+//!   the side without monitoring).
 //!
 //! One part of the engine benchmark alone: `engine-throughput`, `engine-latency`,
 //! `engine-sequential`, `engine-fan-out` (for profiling one workload).
@@ -38,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
         engine::run(&parts).await?;
     }
     if runs("worker") {
-        Box::pin(worker::run()).await?;
+        Box::pin(worker::run(true)).await?;
+    }
+    if wanted.iter().any(|w| w == "worker-without-events") {
+        Box::pin(worker::run(false)).await?;
     }
     if runs("monitoring") {
         Box::pin(worker::monitoring_overhead()).await?;

@@ -27,7 +27,12 @@ use switchyard_test_support::api::{Api, spawn_api_tuned};
 use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase};
 use tokio::sync::Mutex;
 
-use crate::cpu::Cpu;
+use std::collections::BTreeMap;
+
+use crate::cpu::{Backends, Cpu, by_service_per_thousand};
+
+/// The services whose database work is told apart.
+const SERVICES: [&str; 4] = ["control-plane", "scheduler", "monitoring", "audit"];
 
 const WORKERS: usize = 8;
 const SLOTS: u32 = 100;
@@ -230,7 +235,7 @@ async fn create(api: &Api, p: &Project, workflow: &str) -> anyhow::Result<String
 }
 
 /// What one pass over the whole path measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Figures {
     /// Tasks per second from the first lease to the last completion.
     lease_to_complete: f64,
@@ -239,6 +244,8 @@ struct Figures {
     p99_ms: f64,
     /// CPU used while the throughput workload ran, by every process involved.
     cpu: Cpu,
+    /// PostgreSQL's part of it, by the service its backends served (seconds).
+    postgres_by_service: BTreeMap<String, f64>,
 }
 
 /// A cluster with task lifecycle events on or off, its project and workflows.
@@ -296,7 +303,7 @@ async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
 async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
     let (db, api, p) = cluster(task_events).await?;
     checkpoint(&db).await?;
-    let (lease_to_complete, cpu) = throughput(&db, &api, &p, report).await?;
+    let (lease_to_complete, cpu, postgres_by_service) = throughput(&db, &api, &p, report).await?;
     let (p50_ms, p99_ms) = create_to_start(&api, &p, report).await?;
     api.stop().await;
     Ok(Figures {
@@ -304,14 +311,17 @@ async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
         p50_ms,
         p99_ms,
         cpu,
+        postgres_by_service,
     })
 }
 
-pub async fn run() -> anyhow::Result<()> {
+/// One pass, with task lifecycle events (monitoring ingesting) or without.
+pub async fn run(task_events: bool) -> anyhow::Result<()> {
     println!(
-        "worker: HTTP gateway → control plane → outbox → scheduler, {WORKERS} gRPC worker loops with {SLOTS} slots each"
+        "worker: HTTP gateway → control plane → outbox → scheduler, {WORKERS} gRPC worker loops with {SLOTS} slots each, task events {}",
+        if task_events { "on" } else { "off" }
     );
-    pass(true, true).await?;
+    pass(task_events, true).await?;
     Ok(())
 }
 
@@ -372,6 +382,10 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
             "              {} (median pass)",
             median_cpu.per_thousand(THROUGHPUT_TASKS)
         );
+        println!(
+            "              {} (medians)",
+            by_service_per_thousand(&median_by_service(side), THROUGHPUT_TASKS)
+        );
     }
     let cost = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
         let (without, with) = (figure(&off, of).0, figure(&on, of).0);
@@ -387,6 +401,20 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each service's median PostgreSQL CPU over the passes of one side.
+fn median_by_service(side: &[Figures]) -> BTreeMap<String, f64> {
+    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for figures in side {
+        for (service, seconds) in &figures.postgres_by_service {
+            samples.entry(service.clone()).or_default().push(*seconds);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|(service, values)| (service, median_and_range(values).0))
+        .collect()
+}
+
 /// Tasks in the throughput workload.
 const THROUGHPUT_TASKS: u64 = 20_000;
 
@@ -398,10 +426,17 @@ async fn throughput(
     api: &Api,
     p: &Project,
     report: bool,
-) -> anyhow::Result<(f64, Cpu)> {
+) -> anyhow::Result<(f64, Cpu, BTreeMap<String, f64>)> {
     const RUNS: usize = 20;
     const TASKS: u64 = THROUGHPUT_TASKS;
     let mut workers = Workers::spawn(api, &p.agents).await?;
+    // The bench's own connection names no service, so its queries count for none.
+    let bench = switchyard_runtime::db::connect(&db.config("bench")).await?;
+    let services: Vec<(&str, String)> = SERVICES
+        .iter()
+        .map(|service| (*service, db.config(service).schema))
+        .collect();
+    let backends_before = Backends::now(&bench, &services).await?;
     let cpu_before = Cpu::now();
     let begun = Instant::now();
     let mut runs = Vec::new();
@@ -434,8 +469,11 @@ async fn throughput(
         }
     }
     let finished = Instant::now();
-    monitoring_caught_up(db, deadline).await?;
+    monitoring_caught_up(&bench, &db.config("scheduler").schema, deadline).await?;
     let cpu = Cpu::now().since(cpu_before);
+    let postgres_by_service = Backends::now(&bench, &services)
+        .await?
+        .since(&backends_before);
     let first = workers.first_lease.lock().await.context("nothing leased")?;
     let lost = workers.lost.load(Ordering::Relaxed);
     workers.stop().await?;
@@ -451,22 +489,31 @@ async fn throughput(
             finished.duration_since(begun).as_secs_f64()
         );
         println!("     {}", cpu.per_thousand(TASKS));
+        println!(
+            "     {}",
+            by_service_per_thousand(&postgres_by_service, TASKS)
+        );
         if lost > 0 {
             println!("     ({lost} completions arrived after their lease expired and ran again)");
         }
     }
-    Ok((rate, cpu))
+    Ok((rate, cpu, postgres_by_service))
 }
 
-/// Waits until the scheduler's outbox holds no undelivered event for monitoring.
-async fn monitoring_caught_up(db: &TestDatabase, deadline: Instant) -> anyhow::Result<()> {
+/// Waits until the scheduler's outbox (in `schema`) holds no undelivered event for
+/// monitoring.
+async fn monitoring_caught_up(
+    conn: &sea_orm::DatabaseConnection,
+    schema: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     use sea_orm::{ConnectionTrait, Statement};
-    let config = db.config("scheduler");
-    let conn = switchyard_runtime::db::connect(&config).await?;
     let pending = Statement::from_string(
         sea_orm::DatabaseBackend::Postgres,
-        "SELECT count(*) AS n FROM outbox_events \
-         WHERE destination = 'monitoring' AND delivered_at IS NULL",
+        format!(
+            "SELECT count(*) AS n FROM \"{schema}\".outbox_events \
+             WHERE destination = 'monitoring' AND delivered_at IS NULL"
+        ),
     );
     loop {
         let row = conn.query_one_raw(pending.clone()).await?;

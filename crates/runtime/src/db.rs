@@ -83,7 +83,9 @@ pub async fn connect_with(
         });
     } else {
         options.set_schema_search_path(config.schema.clone());
-        options.set_application_name("switchyard");
+        // Named for the schema (the service that owns the connection), so that
+        // `pg_stat_activity` tells an operator which service a busy or stuck backend serves.
+        options.set_application_name(application_name(&config.schema));
         if !settings.is_empty() {
             let settings = settings.to_vec();
             options.map_sqlx_postgres_opts(move |o| o.options(settings.iter().copied()));
@@ -117,6 +119,20 @@ pub async fn connect_with(
         .map_err(|_| unavailable(format!("no answer within {:?}", config.connect_timeout)))?
         .map_err(|e| unavailable(root_cause(&e)))?;
     Ok(db)
+}
+
+/// PostgreSQL keeps the first 63 bytes of an application name.
+const MAX_APPLICATION_NAME: usize = 63;
+
+/// `switchyard-<schema>`, cut to what PostgreSQL keeps (on a character boundary).
+pub fn application_name(schema: &str) -> String {
+    let mut name = format!("switchyard-{schema}");
+    let mut end = name.len().min(MAX_APPLICATION_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    name
 }
 
 /// Adds `mode=rwc` (create the file) and makes sure the directory exists.
@@ -253,6 +269,14 @@ mod tests {
         assert_eq!(t.database, "switchyard");
         let t = Target::of("sqlite:///var/lib/sy/audit.db?mode=rwc");
         assert_eq!(t.database, "/var/lib/sy/audit.db");
+    }
+
+    #[test]
+    fn application_names_carry_the_schema_within_postgres_limit() {
+        assert_eq!(application_name("scheduler"), "switchyard-scheduler");
+        let long = application_name(&"é".repeat(40));
+        assert!(long.len() <= MAX_APPLICATION_NAME, "{}", long.len());
+        assert!(long.starts_with("switchyard-éé"));
     }
 
     #[test]
