@@ -10,16 +10,27 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 
+use switchyard_proto::monitoring::v1::ActiveTask;
+
 use super::{Op, ViewError, codec};
 
-/// ARGV: prefix, tombstone ttl (ms), then per op `P project field value`, `E project field`
-/// or `R project field`. Returns 1 when the epoch key exists.
+/// ARGV: prefix, tombstone ttl (ms), then three groups, each its count followed by its
+/// records: puts (`project field value`), ends (`project field`) and removes (`project
+/// field`). Returns 1 when the epoch key exists.
+///
+/// A call names each attempt at most once (ingest folds a batch per attempt; reconciliation
+/// lists each once), so the groups can be applied one after the other, and each as a few
+/// variadic commands per project rather than a few commands per attempt: the tombstone
+/// checks of all puts are two SMISMEMBERs, their adds one HSET per project, the removals one
+/// HDEL per project and the tombstones one SADD. Calls from Lua cost more than the commands
+/// themselves (in a run of 20,000 tasks, the per-attempt script spent 5.6 ms per call, 60% of
+/// it outside the commands). Lua's `unpack` is bounded, so long lists go 1,000 at a time.
 ///
 /// Tombstones are kept per period of one ttl, as members of one set per period
 /// (`{prefix}:ended:{period}`), and a put checks the current and the previous period's set: an
 /// ending is remembered for at least one ttl and at most two. One set per period rather than
-/// a key with its own expiry per ending: an ending costs one SADD instead of creating (and
-/// later expiring) a key, and a period's tombstones expire together.
+/// a key with its own expiry per ending: an ending costs a set member instead of creating
+/// (and later expiring) a key, and a period's tombstones expire together.
 const APPLY: &str = r"
 local prefix, ttl = ARGV[1], tonumber(ARGV[2])
 local projects = prefix .. ':active:projects'
@@ -27,40 +38,102 @@ local time = redis.call('TIME')
 local period = math.floor((tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)) / ttl)
 local ended = prefix .. ':ended:' .. period
 local ended_before = prefix .. ':ended:' .. (period - 1)
-local function drop(project, field)
-  local hash = prefix .. ':active:' .. project
-  -- Most endings find nothing to remove (their LEASED folded away in the same batch).
-  if redis.call('HDEL', hash, field) == 1 and redis.call('HLEN', hash) == 0 then
-    redis.call('SREM', projects, project)
-  end
+local function hash(project)
+  return prefix .. ':active:' .. project
 end
-local tombstoned = false
-local i = 3
-while i <= #ARGV do
-  local op, project, field = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if op == 'P' then
-    if redis.call('SISMEMBER', ended, field) == 0
-      and redis.call('SISMEMBER', ended_before, field) == 0 then
-      redis.call('HSET', prefix .. ':active:' .. project, field, ARGV[i + 3])
-      redis.call('SADD', projects, project)
+-- `command key ...list`, 1,000 elements at a time; the array replies concatenated.
+local function chunked(command, key, list)
+  local replies = {}
+  for first = 1, #list, 1000 do
+    local reply = redis.call(command, key, unpack(list, first, math.min(first + 999, #list)))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do
+        replies[#replies + 1] = value
+      end
     end
-    i = i + 4
-  elseif op == 'E' then
-    drop(project, field)
-    redis.call('SADD', ended, field)
-    tombstoned = true
-    i = i + 3
-  else
-    drop(project, field)
-    i = i + 3
+  end
+  return replies
+end
+-- The `n` records of `width` arguments from ARGV[at]: by project (in first-seen order), the
+-- rest of each record appended to its project's list.
+local function by_project(at, n, width, keep)
+  local lists, order = {}, {}
+  for k = 0, n - 1 do
+    local record = at + k * width
+    if keep == nil or keep(k) then
+      local project = ARGV[record]
+      local list = lists[project]
+      if not list then
+        list = {}
+        lists[project] = list
+        order[#order + 1] = project
+      end
+      for w = 1, width - 1 do
+        list[#list + 1] = ARGV[record + w]
+      end
+    end
+  end
+  return lists, order
+end
+-- Removes the fields of `n` (project, field) records from ARGV[at]; a project whose hash is
+-- left empty leaves the project set.
+local function drop(at, n)
+  local lists, order = by_project(at, n, 2)
+  for _, project in ipairs(order) do
+    local key = hash(project)
+    chunked('HDEL', key, lists[project])
+    if redis.call('HLEN', key) == 0 then
+      redis.call('SREM', projects, project)
+    end
   end
 end
-if tombstoned then
+local function fields(at, n, width)
+  local list = {}
+  for k = 0, n - 1 do
+    list[#list + 1] = ARGV[at + k * width + 1]
+  end
+  return list
+end
+local at = 3
+local puts = tonumber(ARGV[at])
+at = at + 1
+if puts > 0 then
+  local names = fields(at, puts, 3)
+  local now, before = chunked('SMISMEMBER', ended, names), chunked('SMISMEMBER', ended_before, names)
+  local lists, order = by_project(at, puts, 3, function(k)
+    return now[k + 1] == 0 and before[k + 1] == 0
+  end)
+  for _, project in ipairs(order) do
+    chunked('HSET', hash(project), lists[project])
+  end
+  if #order > 0 then
+    chunked('SADD', projects, order)
+  end
+  at = at + puts * 3
+end
+local ends = tonumber(ARGV[at])
+at = at + 1
+if ends > 0 then
+  drop(at, ends)
+  chunked('SADD', ended, fields(at, ends, 2))
   -- Outlives the next period, the last in which a put looks at this one.
   redis.call('PEXPIRE', ended, 2 * ttl)
+  at = at + ends * 2
+end
+local removes = tonumber(ARGV[at])
+at = at + 1
+if removes > 0 then
+  drop(at, removes)
 end
 return redis.call('EXISTS', prefix .. ':active:epoch')
 ";
+
+/// The groups of ops after the puts, in the script's order.
+#[derive(Clone, Copy)]
+enum Kind {
+    End,
+    Remove,
+}
 
 #[derive(Clone)]
 pub(super) struct RedisView {
@@ -116,30 +189,47 @@ impl RedisView {
             .arg(0)
             .arg(&*self.prefix)
             .arg(self.tombstone_ms);
-        for op in ops {
-            match op {
-                Op::Put(task) => invocation
-                    .arg("P")
-                    .arg(&task.project_id)
-                    .arg(codec::field_of(task))
-                    .arg(codec::encode(task)),
-                Op::End {
-                    project_id,
-                    task_id,
-                    attempt,
-                } => invocation
-                    .arg("E")
-                    .arg(project_id)
-                    .arg(codec::field(task_id, *attempt)),
-                Op::Remove {
-                    project_id,
-                    task_id,
-                    attempt,
-                } => invocation
-                    .arg("R")
-                    .arg(project_id)
-                    .arg(codec::field(task_id, *attempt)),
-            };
+        let puts: Vec<&ActiveTask> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put(task) => Some(&**task),
+                _ => None,
+            })
+            .collect();
+        invocation.arg(puts.len());
+        for task in puts {
+            invocation
+                .arg(&task.project_id)
+                .arg(codec::field_of(task))
+                .arg(codec::encode(task));
+        }
+        for wanted in [Kind::End, Kind::Remove] {
+            let records: Vec<(&str, String)> = ops
+                .iter()
+                .filter_map(|op| match (op, wanted) {
+                    (
+                        Op::End {
+                            project_id,
+                            task_id,
+                            attempt,
+                        },
+                        Kind::End,
+                    )
+                    | (
+                        Op::Remove {
+                            project_id,
+                            task_id,
+                            attempt,
+                        },
+                        Kind::Remove,
+                    ) => Some((project_id.as_str(), codec::field(task_id, *attempt))),
+                    _ => None,
+                })
+                .collect();
+            invocation.arg(records.len());
+            for (project, field) in records {
+                invocation.arg(project).arg(field);
+            }
         }
         self.with_conn(|mut conn| async move {
             let epoch: i64 = invocation

@@ -108,8 +108,11 @@ impl ActiveView {
         }
     }
 
-    /// Applies `ops` in order, in one round trip. Answers whether the view's epoch is there
-    /// (`false`: it was flushed and needs a rebuild).
+    /// Applies `ops` in one round trip. Within one call an end wins over a put of the same
+    /// attempt whatever their order; a call names an attempt at most once otherwise (ingest
+    /// folds its batch per attempt, reconciliation lists each entry once), which lets Redis
+    /// apply the puts, then the ends, then the removes, each as a few commands. Answers
+    /// whether the view's epoch is there (`false`: it was flushed and needs a rebuild).
     pub async fn apply(&self, ops: &[Op]) -> Result<bool, ViewError> {
         let result = match &self.backend {
             Backend::Redis(view) => view.apply(ops).await,

@@ -154,6 +154,61 @@ async fn active_view_on_redis() {
     assert!(view.entries(None).await.expect("all").is_empty());
 }
 
+/// The script applies a call's puts, ends and removes as a few variadic commands per project,
+/// 1,000 elements at a time: batches past that size, over several projects, land whole, and
+/// an end beats a put of the same attempt wherever it stands in the call.
+#[tokio::test]
+async fn active_view_on_redis_applies_batches_larger_than_one_chunk() {
+    let (view, prefix, cache) = redis_view().await;
+    let tasks: Vec<ActiveTask> = (0..2500)
+        .map(|n| task(if n % 5 == 0 { "pb" } else { "pa" }, n, 1))
+        .collect();
+    let mut ops: Vec<Op> = tasks.iter().map(|t| Op::Put(Box::new(t.clone()))).collect();
+    // Ended in the same call as its put, before and after it.
+    let (early, late) = (task("pa", 9001, 1), task("pc", 9002, 1));
+    ops.insert(0, end(&early));
+    ops.insert(1, Op::Put(Box::new(early.clone())));
+    ops.push(Op::Put(Box::new(late.clone())));
+    ops.push(end(&late));
+    view.apply(&ops).await.expect("apply");
+    assert_eq!(
+        sorted(view.entries(None).await.expect("all")),
+        sorted(tasks.clone())
+    );
+    let pb = view.entries(Some(&["pb".into()])).await.expect("pb");
+    assert_eq!(pb.len(), 500);
+    // Ending 1,500 of them (all of pb's among them) leaves the rest, and pb's hash empty.
+    let (ended, kept): (Vec<ActiveTask>, Vec<ActiveTask>) = tasks
+        .iter()
+        .cloned()
+        .partition(|t| t.project_id == "pb" || t.task_id.as_str() < "0190-task-1250");
+    assert!(ended.len() > 1000, "{}", ended.len());
+    view.apply(&ended.iter().map(end).collect::<Vec<_>>())
+        .await
+        .expect("apply");
+    assert_eq!(
+        sorted(view.entries(None).await.expect("all")),
+        sorted(kept.clone())
+    );
+    assert!(
+        view.entries(Some(&["pb".into()]))
+            .await
+            .expect("pb")
+            .is_empty()
+    );
+    // Late LEASED for every ended attempt: all tombstoned, nothing comes back.
+    view.apply(
+        &ended
+            .iter()
+            .map(|t| Op::Put(Box::new(t.clone())))
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("apply");
+    assert_eq!(sorted(view.entries(None).await.expect("all")), sorted(kept));
+    delete_prefix(&cache, &prefix).await;
+}
+
 /// Tombstones on Redis live in one set per period of the ttl: an ending made in one period
 /// still blocks a late LEASED in the next, and is gone (set and all) two periods on.
 #[tokio::test]
