@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 
-use switchyard_proto::monitoring::v1::ActiveTask;
-
 use super::{Op, ViewError, codec};
 
 /// ARGV: prefix, tombstone ttl (ms), then three groups, each its count followed by its
@@ -95,8 +93,12 @@ local function fields(at, n, width)
   return list
 end
 local at = 3
-local puts = tonumber(ARGV[at])
-at = at + 1
+-- The count that opens the next group.
+local function count()
+  at = at + 1
+  return tonumber(ARGV[at - 1])
+end
+local puts = count()
 if puts > 0 then
   local names = fields(at, puts, 3)
   local now, before = chunked('SMISMEMBER', ended, names), chunked('SMISMEMBER', ended_before, names)
@@ -111,8 +113,7 @@ if puts > 0 then
   end
   at = at + puts * 3
 end
-local ends = tonumber(ARGV[at])
-at = at + 1
+local ends = count()
 if ends > 0 then
   drop(at, ends)
   chunked('SADD', ended, fields(at, ends, 2))
@@ -120,20 +121,12 @@ if ends > 0 then
   redis.call('PEXPIRE', ended, 2 * ttl)
   at = at + ends * 2
 end
-local removes = tonumber(ARGV[at])
-at = at + 1
+local removes = count()
 if removes > 0 then
   drop(at, removes)
 end
 return redis.call('EXISTS', prefix .. ':active:epoch')
 ";
-
-/// The groups of ops after the puts, in the script's order.
-#[derive(Clone, Copy)]
-enum Kind {
-    End,
-    Remove,
-}
 
 #[derive(Clone)]
 pub(super) struct RedisView {
@@ -189,13 +182,22 @@ impl RedisView {
             .arg(0)
             .arg(&*self.prefix)
             .arg(self.tombstone_ms);
-        let puts: Vec<&ActiveTask> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Put(task) => Some(&**task),
-                _ => None,
-            })
-            .collect();
+        let (mut puts, mut ends, mut removes) = (Vec::new(), Vec::new(), Vec::new());
+        for op in ops {
+            match op {
+                Op::Put(task) => puts.push(&**task),
+                Op::End {
+                    project_id,
+                    task_id,
+                    attempt,
+                } => ends.push((project_id, codec::field(task_id, *attempt))),
+                Op::Remove {
+                    project_id,
+                    task_id,
+                    attempt,
+                } => removes.push((project_id, codec::field(task_id, *attempt))),
+            }
+        }
         invocation.arg(puts.len());
         for task in puts {
             invocation
@@ -203,29 +205,7 @@ impl RedisView {
                 .arg(codec::field_of(task))
                 .arg(codec::encode(task));
         }
-        for wanted in [Kind::End, Kind::Remove] {
-            let records: Vec<(&str, String)> = ops
-                .iter()
-                .filter_map(|op| match (op, wanted) {
-                    (
-                        Op::End {
-                            project_id,
-                            task_id,
-                            attempt,
-                        },
-                        Kind::End,
-                    )
-                    | (
-                        Op::Remove {
-                            project_id,
-                            task_id,
-                            attempt,
-                        },
-                        Kind::Remove,
-                    ) => Some((project_id.as_str(), codec::field(task_id, *attempt))),
-                    _ => None,
-                })
-                .collect();
+        for records in [ends, removes] {
             invocation.arg(records.len());
             for (project, field) in records {
                 invocation.arg(project).arg(field);
