@@ -10,6 +10,7 @@ mod m20261128_000001_task_executions;
 mod m20261129_000001_alerts;
 mod m20261129_000002_api_checks;
 mod m20261130_000001_drop_running_index;
+mod m20261201_000001_run_attempt_index;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_api_checks::Migration),
             Box::new(Lz4Payloads),
             Box::new(m20261130_000001_drop_running_index::Migration),
+            Box::new(m20261201_000001_run_attempt_index::Migration),
         ]
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Indexes serve the reads: a run's history and a project's recent history by finish time.
 //! (The partial index on running rows made here was dropped later: running attempts never
-//! reach the history.)
+//! reach the history. The unique index and the run's index were later merged into one on
+//! `(run_id, task_id, attempt)`.)
 
 use sea_orm_migration::prelude::*;
 use switchyard_runtime::migrate::columns::{

@@ -1,7 +1,9 @@
-//! The history upsert against real databases (PostgreSQL takes the rows as one JSON record
-//! set, SQLite as parameters in chunks): a later ending wins whatever order endings arrive
-//! in, an earlier one only fills gaps, a repeat changes nothing, and a batch larger than a
-//! chunk is stored whole with its times to the microsecond.
+//! The history upsert against real databases (PostgreSQL takes the rows as one array per
+//! column, inserted plainly and merged only when the batch meets a stored attempt; SQLite as
+//! parameters in chunks): a later ending wins whatever order endings arrive in, an earlier
+//! one only fills gaps, a repeat changes nothing, a batch larger than a chunk is stored whole
+//! with its times to the microsecond, and a batch that mixes new and stored attempts stores
+//! the new ones and merges the stored one.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -134,6 +136,64 @@ async fn history_upsert(db: TestDatabase) {
         assert_eq!(row.started_at, sent.started_at);
         assert_eq!(row.run_ms, sent.run_ms());
     }
+
+    // New attempts beside a stored one in one batch: the plain insert fails on the stored
+    // one, and the whole batch goes again with the merge.
+    let mut later_for_100 = attempt(100, now, Status::Failed, Some(now + Duration::seconds(5)));
+    later_for_100.error = "exit code 2".into();
+    let mixed = vec![
+        attempt(2_000, now, Status::Succeeded, Some(now)),
+        later_for_100,
+        attempt(2_001, now, Status::Cancelled, Some(now)),
+    ];
+    executions::upsert(&conn, &mixed).await.unwrap();
+    let row = stored(&conn, 100).await;
+    assert_eq!(
+        (row.status.as_str(), row.error.as_str()),
+        ("failed", "exit code 2")
+    );
+    assert_eq!(row.started_at, many[0].started_at, "gaps stay filled");
+    assert_eq!(stored(&conn, 2_000).await.status, "succeeded");
+    assert_eq!(stored(&conn, 2_001).await.status, "cancelled");
+    let total = Entity::find().all(&conn).await.unwrap().len();
+    assert_eq!(total, 1 + many.len() + 2, "one row per attempt");
+}
+
+/// The migration that merged the attempt and run indexes rolls back and applies again, and
+/// the history keeps one row per attempt across both.
+async fn index_migration_round_trip(db: TestDatabase) {
+    use sea_orm_migration::MigratorTrait;
+    let conn = db.migrated::<Migrator>("monitoring").await;
+    let now = Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap();
+    let first = attempt(1, now, Status::Succeeded, Some(now));
+    executions::upsert(&conn, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    let mut again = first.clone();
+    again.agent_id = "agent-3".into();
+    executions::upsert(&conn, &[again, attempt(2, now, Status::Failed, Some(now))])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&conn, 1).await.agent_id,
+        "agent-3",
+        "merged, not doubled"
+    );
+    assert_eq!(Entity::find().all(&conn).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn index_migration_round_trip_on_postgres() {
+    index_migration_round_trip(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn index_migration_round_trip_on_sqlite() {
+    index_migration_round_trip(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test]

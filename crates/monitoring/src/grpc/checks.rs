@@ -254,10 +254,7 @@ impl ApiCheckService for MonitoringApi {
             .map_err(Error::from)?;
         if let Err(error) = store::save(&txn, &check, existing.is_none()).await {
             if let Error::Database(db) = &error
-                && matches!(
-                    db.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                )
+                && crate::store::is_unique_violation(db)
             {
                 return Err(Status::already_exists(format!(
                     "the project already has an api check named {:?}",

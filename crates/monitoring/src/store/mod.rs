@@ -9,3 +9,12 @@ pub mod entity;
 pub mod executions;
 pub mod statistics;
 pub mod usage;
+
+/// Whether `error` is a unique-index violation (a rule or check name taken, a condition
+/// already open, an attempt already in the history).
+pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

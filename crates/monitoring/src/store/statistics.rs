@@ -232,7 +232,8 @@ pub async fn dead_letters<C: ConnectionTrait>(
         "SELECT {REASON} AS reason, COUNT(*) AS n, MIN(finished_at) AS oldest \
          FROM task_executions e WHERE status = 'dead_lettered' \
            AND NOT EXISTS (SELECT 1 FROM task_executions later \
-             WHERE later.task_id = e.task_id AND later.attempt > e.attempt)"
+             WHERE later.run_id = e.run_id AND later.task_id = e.task_id \
+               AND later.attempt > e.attempt)"
     ));
     sql.projects(who);
     sql.push(" GROUP BY 1 ORDER BY n DESC, reason");

@@ -19,7 +19,8 @@ use crate::domain::visibility::Visible;
 use crate::error::Error;
 use crate::grpc::MonitoringApi;
 use crate::store::alert_entity::alert_rule;
-use crate::store::alerts::{self, open, rules};
+use crate::store::alerts::{open, rules};
+use crate::store::is_unique_violation;
 
 fn db_status(error: sea_orm::DbErr) -> Status {
     Error::from(error).into()
@@ -109,7 +110,7 @@ impl MonitoringApi {
         };
         let saved = match saved {
             Ok(saved) => saved,
-            Err(Error::Database(error)) if alerts::is_unique_violation(&error) => {
+            Err(Error::Database(error)) if is_unique_violation(&error) => {
                 return Err(Status::already_exists(format!(
                     "an alert rule named {:?} exists in this project",
                     spec.name

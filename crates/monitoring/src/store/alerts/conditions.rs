@@ -61,6 +61,8 @@ pub async fn unreplayed_dead_letters<C: ConnectionTrait>(
     replayed
         .expr(Expr::val(1))
         .from_as(Entity, later.clone())
+        // The run too, so the probe uses the index on (run_id, task_id, attempt).
+        .and_where(Expr::col((later.clone(), Column::RunId)).equals((Entity, Column::RunId)))
         .and_where(Expr::col((later.clone(), Column::TaskId)).equals((Entity, Column::TaskId)))
         .and_where(Expr::col((later, Column::Attempt)).gt(Expr::col((Entity, Column::Attempt))));
     Ok(Entity::find()

@@ -6,11 +6,3 @@ pub mod conditions;
 pub mod notifications;
 pub mod open;
 pub mod rules;
-
-/// Whether `error` is a unique-index violation (a rule name taken, a condition already open).
-pub fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
-    matches!(
-        error.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
-}
