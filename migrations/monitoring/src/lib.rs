@@ -11,6 +11,7 @@ mod m20261129_000001_alerts;
 mod m20261129_000002_api_checks;
 mod m20261130_000001_drop_running_index;
 mod m20261201_000001_run_attempt_index;
+mod m20261201_000002_uuid_ids;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(Lz4Payloads),
             Box::new(m20261130_000001_drop_running_index::Migration),
             Box::new(m20261201_000001_run_attempt_index::Migration),
+            Box::new(m20261201_000002_uuid_ids::Migration),
         ]
     }
 }

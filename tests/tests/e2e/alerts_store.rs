@@ -48,12 +48,14 @@ async fn rule(conn: &DatabaseConnection, kind: Kind, threshold: f64) -> alert_ru
 /// One attempt of task `task` (`n` distinguishes tasks) ended with `status` a minute ago.
 async fn attempt(conn: &DatabaseConnection, task: u32, number: i32, status: &str) {
     let now = Utc::now();
-    let id = format!("00000000-0000-7000-8000-{task:012}");
+    let id: uuid::Uuid = format!("00000000-0000-7000-8000-{task:012}")
+        .parse()
+        .unwrap();
     task_execution::ActiveModel {
-        task_id: Set(id.clone()),
+        task_id: Set(id),
         attempt: Set(number),
         run_id: Set(id),
-        project_id: Set(PROJECT.into()),
+        project_id: Set(PROJECT.parse().unwrap()),
         workflow: Set("w".into()),
         node: Set("t".into()),
         status: Set(status.into()),

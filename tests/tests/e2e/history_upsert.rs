@@ -50,7 +50,7 @@ fn attempt(
 
 async fn stored(conn: &sea_orm::DatabaseConnection, n: u32) -> Model {
     Entity::find()
-        .filter(Column::TaskId.eq(task(n)))
+        .filter(Column::TaskId.eq(task(n).parse::<uuid::Uuid>().unwrap()))
         .one(conn)
         .await
         .unwrap()
@@ -125,14 +125,14 @@ async fn history_upsert(db: TestDatabase) {
         .collect();
     executions::upsert(&conn, &many).await.unwrap();
     let rows = Entity::find()
-        .filter(Column::TaskId.ne(task(1)))
+        .filter(Column::TaskId.ne(task(1).parse::<uuid::Uuid>().unwrap()))
         .order_by_asc(Column::TaskId)
         .all(&conn)
         .await
         .unwrap();
     assert_eq!(rows.len(), many.len());
     for (row, sent) in rows.iter().zip(&many) {
-        assert_eq!(row.task_id, sent.task_id);
+        assert_eq!(row.task_id.to_string(), sent.task_id);
         assert_eq!(row.started_at, sent.started_at);
         assert_eq!(row.run_ms, sent.run_ms());
     }
@@ -159,9 +159,10 @@ async fn history_upsert(db: TestDatabase) {
     assert_eq!(total, 1 + many.len() + 2, "one row per attempt");
 }
 
-/// The migration that merged the attempt and run indexes rolls back and applies again, and
-/// the history keeps one row per attempt across both.
-async fn index_migration_round_trip(db: TestDatabase) {
+/// The migrations that merged the attempt and run indexes and made the ids UUIDs roll back
+/// and apply again with rows in the table: the rows come back as they were (on SQLite, text
+/// ids are rewritten as blobs and back), and the history keeps one row per attempt.
+async fn history_migrations_round_trip(db: TestDatabase) {
     use sea_orm_migration::MigratorTrait;
     let conn = db.migrated::<Migrator>("monitoring").await;
     let now = Utc::now()
@@ -171,8 +172,10 @@ async fn index_migration_round_trip(db: TestDatabase) {
     executions::upsert(&conn, std::slice::from_ref(&first))
         .await
         .unwrap();
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    let before = stored(&conn, 1).await;
+    Migrator::down(&conn, Some(2)).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(stored(&conn, 1).await, before);
     let mut again = first.clone();
     again.agent_id = "agent-3".into();
     executions::upsert(&conn, &[again, attempt(2, now, Status::Failed, Some(now))])
@@ -187,13 +190,13 @@ async fn index_migration_round_trip(db: TestDatabase) {
 }
 
 #[tokio::test]
-async fn index_migration_round_trip_on_postgres() {
-    index_migration_round_trip(TestDatabase::postgres().await).await;
+async fn history_migrations_round_trip_on_postgres() {
+    history_migrations_round_trip(TestDatabase::postgres().await).await;
 }
 
 #[tokio::test]
-async fn index_migration_round_trip_on_sqlite() {
-    index_migration_round_trip(TestDatabase::sqlite()).await;
+async fn history_migrations_round_trip_on_sqlite() {
+    history_migrations_round_trip(TestDatabase::sqlite()).await;
 }
 
 #[tokio::test]

@@ -68,14 +68,14 @@ async fn events_held_while_monitoring_is_down_arrive_once_after_it_returns() {
     let monitoring = db.connect("monitoring").await;
     let rows = count(
         &monitoring,
-        "SELECT count(*) FROM task_executions WHERE run_id = $1",
+        "SELECT count(*) FROM task_executions WHERE run_id = $1::uuid",
         &run,
     )
     .await;
     let attempts = count(
         &monitoring,
         "SELECT count(DISTINCT task_id || ':' || attempt) FROM task_executions \
-         WHERE run_id = $1",
+         WHERE run_id = $1::uuid",
         &run,
     )
     .await;

@@ -21,11 +21,11 @@ async fn history(db: &TestDatabase) -> DatabaseConnection {
 /// One attempt's row, ended `ended_days_ago` days ago (`None`: still running, started 90 days ago).
 async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: Option<i64>) {
     let now = Utc::now();
-    let id = format!("00000000-0000-7000-8000-{n:012}");
+    let id: uuid::Uuid = format!("00000000-0000-7000-8000-{n:012}").parse().unwrap();
     task_execution::ActiveModel {
-        task_id: Set(id.clone()),
+        task_id: Set(id),
         attempt: Set(1),
-        run_id: Set(id.clone()),
+        run_id: Set(id),
         project_id: Set(id),
         workflow: Set("w".into()),
         node: Set("t".into()),
@@ -75,7 +75,7 @@ async fn monitoring_retention_deletes_only_old_ended_attempts(db: TestDatabase) 
         .await
         .unwrap()
         .into_iter()
-        .map(|row| row.task_id)
+        .map(|row| row.task_id.to_string())
         .collect();
     left.sort();
     assert_eq!(

@@ -65,9 +65,9 @@ fn count(n: i32) -> u32 {
 
 fn execution_message(row: &Model) -> TaskExecution {
     TaskExecution {
-        task_id: row.task_id.clone(),
-        run_id: row.run_id.clone(),
-        project_id: row.project_id.clone(),
+        task_id: row.task_id.to_string(),
+        run_id: row.run_id.to_string(),
+        project_id: row.project_id.to_string(),
         workflow: row.workflow.clone(),
         node: row.node.clone(),
         shard_index: count(row.shard_index),
@@ -90,8 +90,10 @@ fn execution_message(row: &Model) -> TaskExecution {
 fn history_filter(req: &ListTaskHistoryRequest) -> Result<HistoryFilter, Status> {
     let run_id = match req.run_id.as_str() {
         "" => None,
-        id if uuid::Uuid::parse_str(id).is_ok() => Some(id.to_owned()),
-        _ => return Err(Status::invalid_argument("run_id is not an id")),
+        id => Some(
+            uuid::Uuid::parse_str(id)
+                .map_err(|_| Status::invalid_argument("run_id is not an id"))?,
+        ),
     };
     let status = match req.status.as_str() {
         "" => None,

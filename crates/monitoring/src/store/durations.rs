@@ -23,6 +23,9 @@ pub async fn node_history<C: ConnectionTrait>(
     node: &str,
     since: DateTime<Utc>,
 ) -> Result<History> {
+    let Some(project_id) = super::history_ids::stored(project_id) else {
+        return Ok(History::default());
+    };
     let mut query = Entity::find()
         .filter(Column::ProjectId.eq(project_id))
         .filter(Column::FinishedAt.gte(since))

@@ -5,10 +5,12 @@ use switchyard_runtime::entity;
 entity!(task_execution, "task_executions", {
     #[sea_orm(primary_key)]
     pub id: i64,
-    pub task_id: String,
+    /// Ids of the scheduler's task, run and project: `uuid` on PostgreSQL, 16-byte blobs on
+    /// SQLite (see the migration `m20261201_000002_uuid_ids`).
+    pub task_id: Uuid,
     pub attempt: i32,
-    pub run_id: String,
-    pub project_id: String,
+    pub run_id: Uuid,
+    pub project_id: Uuid,
     pub workflow: String,
     pub node: String,
     pub shard_index: i32,

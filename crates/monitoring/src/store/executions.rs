@@ -16,6 +16,7 @@
 //! that meets a stored attempt is written again with `ON CONFLICT` (see [`upsert`]).
 
 use chrono::{DateTime, Utc};
+use sea_orm::prelude::Uuid;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -26,6 +27,7 @@ use super::entity::task_execution::{ActiveModel, Column, Entity, Model};
 use crate::domain::execution::{Execution, Status};
 use crate::domain::visibility::Visible;
 use crate::error::Result;
+use crate::store::history_ids::{self, Projects};
 use crate::store::is_unique_violation;
 
 /// Rows per statement: 24 parameters each stays far below both databases' limits.
@@ -33,13 +35,23 @@ const CHUNK: usize = 500;
 
 const TABLE: &str = "task_executions";
 
-fn active_model(e: &Execution, now: DateTime<Utc>) -> ActiveModel {
-    ActiveModel {
+/// An execution's task, run and project ids as the history stores them.
+fn stored_ids(e: &Execution) -> Result<[Uuid; 3]> {
+    Ok([
+        history_ids::required("task_id", &e.task_id)?,
+        history_ids::required("run_id", &e.run_id)?,
+        history_ids::required("project_id", &e.project_id)?,
+    ])
+}
+
+fn active_model(e: &Execution, now: DateTime<Utc>) -> Result<ActiveModel> {
+    let [task_id, run_id, project_id] = stored_ids(e)?;
+    Ok(ActiveModel {
         id: NotSet,
-        task_id: Set(e.task_id.clone()),
+        task_id: Set(task_id),
         attempt: Set(e.attempt),
-        run_id: Set(e.run_id.clone()),
-        project_id: Set(e.project_id.clone()),
+        run_id: Set(run_id),
+        project_id: Set(project_id),
         workflow: Set(e.workflow.clone()),
         node: Set(e.node.clone()),
         shard_index: Set(e.shard_index),
@@ -58,7 +70,7 @@ fn active_model(e: &Execution, now: DateTime<Utc>) -> ActiveModel {
         run_ms: Set(e.run_ms()),
         precedence: Set(e.precedence()),
         updated_at: Set(now),
-    }
+    })
 }
 
 /// The merge rule in SQL: `(column, expression)` assignments, and the condition under which
@@ -136,10 +148,10 @@ fn merge_rule() -> OnConflict {
 /// column, read row by row by `unnest`. `updated_at` is not among them: the statement sets
 /// it to the transaction's time.
 const COLUMNS: [(&str, &str); 21] = [
-    ("task_id", "text"),
+    ("task_id", "uuid"),
     ("attempt", "int"),
-    ("run_id", "text"),
-    ("project_id", "text"),
+    ("run_id", "uuid"),
+    ("project_id", "uuid"),
     ("workflow", "text"),
     ("node", "text"),
     ("shard_index", "int"),
@@ -231,7 +243,7 @@ fn postgres_insert(merge: bool) -> &'static str {
 }
 
 /// The executions as one array per column of [`COLUMNS`], in its order.
-fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Vec<sea_orm::Value> {
+fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Result<Vec<sea_orm::Value>> {
     fn each<E: std::borrow::Borrow<Execution>, T>(
         rows: &[E],
         of: impl Fn(&Execution) -> T,
@@ -246,11 +258,16 @@ fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Vec<sea_orm::
     let time = |of: fn(&Execution) -> Option<DateTime<Utc>>| {
         sea_orm::Value::from(each(rows, |e| of(e).unwrap_or(NO_TIME)))
     };
-    vec![
-        text(|e| &e.task_id),
+    let ids = rows
+        .iter()
+        .map(|e| stored_ids(e.borrow()))
+        .collect::<Result<Vec<_>>>()?;
+    let id = |which: usize| sea_orm::Value::from(ids.iter().map(|i| i[which]).collect::<Vec<_>>());
+    Ok(vec![
+        id(0),
         int(|e| e.attempt),
-        text(|e| &e.run_id),
-        text(|e| &e.project_id),
+        id(1),
+        id(2),
         text(|e| &e.workflow),
         text(|e| &e.node),
         int(|e| e.shard_index),
@@ -268,7 +285,7 @@ fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Vec<sea_orm::
         number(Execution::wait_ms),
         number(Execution::run_ms),
         sea_orm::Value::from(each(rows, Execution::precedence)),
-    ]
+    ])
 }
 
 /// Applies executions (already folded: one per attempt) to the history.
@@ -289,19 +306,20 @@ where
         return Ok(());
     }
     if conn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        let statement = |merge| {
-            sea_orm::Statement::from_sql_and_values(
+        let statement = |merge| -> Result<sea_orm::Statement> {
+            Ok(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,
                 postgres_insert(merge),
-                column_arrays(rows),
-            )
+                column_arrays(rows)?,
+            ))
         };
+        let plain = statement(false)?;
         let savepoint = conn.begin().await?;
-        match savepoint.execute_raw(statement(false)).await {
+        match savepoint.execute_raw(plain).await {
             Ok(_) => savepoint.commit().await?,
             Err(error) if is_unique_violation(&error) => {
                 savepoint.rollback().await?;
-                conn.execute_raw(statement(true)).await?;
+                conn.execute_raw(statement(true)?).await?;
             }
             Err(error) => return Err(error.into()),
         }
@@ -310,7 +328,11 @@ where
     let now = Utc::now();
     let rule = merge_rule();
     for chunk in rows.chunks(CHUNK) {
-        Entity::insert_many(chunk.iter().map(|e| active_model(e.borrow(), now)))
+        let models = chunk
+            .iter()
+            .map(|e| active_model(e.borrow(), now))
+            .collect::<Result<Vec<_>>>()?;
+        Entity::insert_many(models)
             .on_conflict(rule.clone())
             .exec_without_returning(conn)
             .await?;
@@ -321,17 +343,17 @@ where
 /// What a history listing asks for, besides who may see what.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
-    pub run_id: Option<String>,
+    pub run_id: Option<Uuid>,
     pub status: Option<Status>,
     /// Attempts that ended at or after this time (running ones have not ended).
     pub since: Option<DateTime<Utc>>,
 }
 
 fn visible(query: sea_orm::Select<Entity>, visible: &Visible) -> Option<sea_orm::Select<Entity>> {
-    match visible {
-        Visible::All => Some(query),
-        Visible::Projects(ids) if ids.is_empty() => None,
-        Visible::Projects(ids) => Some(query.filter(Column::ProjectId.is_in(ids.iter().cloned()))),
+    match Projects::of(visible) {
+        Projects::All => Some(query),
+        Projects::Only(ids) if ids.is_empty() => None,
+        Projects::Only(ids) => Some(query.filter(Column::ProjectId.is_in(ids))),
     }
 }
 
@@ -363,8 +385,8 @@ pub async fn history<C: ConnectionTrait>(
     let Some(mut query) = visible(Entity::find(), who) else {
         return Ok(Vec::new());
     };
-    if let Some(run) = &filter.run_id {
-        query = query.filter(Column::RunId.eq(run.as_str()));
+    if let Some(run) = filter.run_id {
+        query = query.filter(Column::RunId.eq(run));
     }
     if let Some(status) = filter.status {
         query = query.filter(Column::Status.eq(status.as_str()));

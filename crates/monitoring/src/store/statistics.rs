@@ -14,11 +14,13 @@
 //! counts). Retry statistics instead count every attempt in the window, replays included.
 
 use chrono::{DateTime, Utc};
+use sea_orm::prelude::Uuid;
 use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, Value};
 
 use crate::domain::retry_stats::{Counts, TOP_ERRORS};
 use crate::domain::visibility::Visible;
 use crate::error::Result;
+use crate::store::history_ids::Projects;
 
 /// (project, workflow, node) groups listed at most, most attempts first.
 pub const MAX_NODES: u64 = 500;
@@ -71,14 +73,14 @@ impl Sql {
     }
 
     /// ` AND project_id IN (...)` for a project list; nothing for every project.
-    fn projects(&mut self, who: &Visible) -> &mut Sql {
-        if let Visible::Projects(ids) = who {
+    fn projects(&mut self, who: &Projects) -> &mut Sql {
+        if let Projects::Only(ids) = who {
             self.push(" AND project_id IN (");
             for (i, id) in ids.iter().enumerate() {
                 if i > 0 {
                     self.push(", ");
                 }
-                self.param(id.clone());
+                self.param(*id);
             }
             self.push(")");
         }
@@ -90,13 +92,9 @@ impl Sql {
     }
 }
 
-fn nothing_visible(who: &Visible) -> bool {
-    matches!(who, Visible::Projects(ids) if ids.is_empty())
-}
-
 #[derive(Debug, FromQueryResult)]
 struct CountRow {
-    project_id: String,
+    project_id: Uuid,
     workflow: String,
     node: String,
     attempts: i64,
@@ -107,7 +105,7 @@ struct CountRow {
 
 #[derive(Debug, FromQueryResult)]
 struct ErrorRow {
-    project_id: String,
+    project_id: Uuid,
     workflow: String,
     node: String,
     reason: String,
@@ -135,7 +133,8 @@ pub async fn retry_statistics<C: ConnectionTrait>(
     who: &Visible,
     window: &Window<'_>,
 ) -> Result<(Vec<Counts>, Vec<(String, String, String, String, u64)>)> {
-    if nothing_visible(who) {
+    let who = &Projects::of(who);
+    if who.none() {
         return Ok((Vec::new(), Vec::new()));
     }
     let backend = conn.get_database_backend();
@@ -167,7 +166,7 @@ pub async fn retry_statistics<C: ConnectionTrait>(
     let counts: Vec<Counts> = rows
         .into_iter()
         .map(|r| Counts {
-            project_id: r.project_id,
+            project_id: r.project_id.to_string(),
             workflow: r.workflow,
             node: r.node,
             attempts: count(r.attempts),
@@ -198,7 +197,10 @@ pub async fn retry_statistics<C: ConnectionTrait>(
         .all(conn)
         .await?
         .into_iter()
-        .map(|r| (r.project_id, r.workflow, r.node, r.reason, count(r.n)))
+        .map(|r| {
+            let project = r.project_id.to_string();
+            (project, r.workflow, r.node, r.reason, count(r.n))
+        })
         .collect();
     Ok((counts, errors))
 }
@@ -224,7 +226,8 @@ pub async fn dead_letters<C: ConnectionTrait>(
     conn: &C,
     who: &Visible,
 ) -> Result<(u64, Vec<DeadLetterGroup>)> {
-    if nothing_visible(who) {
+    let who = &Projects::of(who);
+    if who.none() {
         return Ok((0, Vec::new()));
     }
     let mut sql = Sql::new(conn.get_database_backend());

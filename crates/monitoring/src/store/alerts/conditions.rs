@@ -8,6 +8,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFi
 use crate::domain::execution::Status;
 use crate::error::Result;
 use crate::store::entity::task_execution::{Column, Entity};
+use crate::store::history_ids;
 
 /// Statuses that count as a failed attempt: failed for good, dead-lettered, or failed with a
 /// retry scheduled (`retrying` is how a failed attempt with attempts left is recorded).
@@ -33,6 +34,9 @@ pub async fn failure_counts<C: ConnectionTrait>(
     project_id: &str,
     since: DateTime<Utc>,
 ) -> Result<(u64, u64)> {
+    let Some(project_id) = history_ids::stored(project_id) else {
+        return Ok((0, 0));
+    };
     let base = || {
         Entity::find()
             .filter(Column::ProjectId.eq(project_id))
@@ -56,6 +60,9 @@ pub async fn unreplayed_dead_letters<C: ConnectionTrait>(
     project_id: &str,
     since: DateTime<Utc>,
 ) -> Result<u64> {
+    let Some(project_id) = history_ids::stored(project_id) else {
+        return Ok(0);
+    };
     let later = Alias::new("later");
     let mut replayed = Query::select();
     replayed
