@@ -325,8 +325,44 @@ pub async fn run(task_events: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Passes of each side in the monitoring benchmark.
-const PASSES: usize = 5;
+/// Pairs of passes in the monitoring benchmark (one pass a side each):
+/// `SWITCHYARD_BENCH_PAIRS`, five when unset. More pairs narrow the interval printed for the
+/// median change, at about half a minute a pair.
+fn pairs() -> usize {
+    std::env::var("SWITCHYARD_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(5)
+}
+
+/// A distribution-free interval for the median of `values`: the k-th lowest and k-th
+/// highest value, which cover the median with the probability that a fair coin tossed once
+/// per value shows heads between k and n − k times (the sign test). k is the largest whose
+/// interval still has at least 95% confidence; with too few values for that (under six), k
+/// is 1 and the interval is the whole range. Returns (low, high, confidence).
+fn median_interval(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, 0.0);
+    }
+    // below[j]: the chance of fewer than j heads in n tosses.
+    let mut below = vec![0.0; n + 1];
+    let mut term = 0.5f64.powi(i32::try_from(n).unwrap_or(i32::MAX));
+    for j in 0..n {
+        below[j + 1] = below[j] + term;
+        term *= (n - j) as f64 / (j + 1) as f64;
+    }
+    // The interval misses the median when fewer than k values lie on one side of it.
+    let k = (1..=n.div_ceil(2))
+        .rev()
+        .find(|&k| below[k] <= 0.025)
+        .unwrap_or(1);
+    let confidence = (1.0 - 2.0 * below[k]).max(0.0);
+    (sorted[k - 1], sorted[n - k], confidence)
+}
 
 /// The median of `values` and their spread (lowest, highest).
 fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
@@ -354,7 +390,8 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
     let mut off: Vec<Figures> = Vec::new();
     // Pairs of passes, the order within a pair alternating, so that neither side always
     // runs first (after the previous pass's schema was dropped, say).
-    for i in 0..PASSES {
+    let passes = pairs();
+    for i in 0..passes {
         if i % 2 == 0 {
             off.push(pass(false, false).await?);
             on.push(pass(true, false).await?);
@@ -401,14 +438,15 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
         if higher_is_better { -change } else { change }
     };
     println!(
-        "     cost of monitoring (medians of {PASSES} passes a side): throughput {:+.1}%, p50 {:+.1}%, CPU per task {:+.1}% (target: under 5% for throughput and p50)",
+        "     cost of monitoring (medians of {passes} passes a side): throughput {:+.1}%, p50 {:+.1}%, CPU per task {:+.1}% (target: under 5% for throughput and p50)",
         cost(&rate, true),
         cost(&p50, false),
         cost(&cpu, false)
     );
     // The two passes of a pair ran back to back, so they share whatever the machine was
     // doing then; the median of the pairs' changes discounts noise that drifts over the run
-    // more than comparing the sides' medians does.
+    // more than comparing the sides' medians does. Beside it, an interval that covers the
+    // true median change with the confidence printed, whatever the noise's distribution.
     let paired = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
         let changes: Vec<f64> = off
             .iter()
@@ -418,13 +456,18 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
                 if higher_is_better { -change } else { change }
             })
             .collect();
-        median_and_range(changes)
+        let (median, _, _) = median_and_range(changes.clone());
+        let (low, high, confidence) = median_interval(&changes);
+        format!(
+            "{median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
+            confidence * 100.0
+        )
     };
-    let (rate_cost, rate_lo, rate_hi) = paired(&rate, true);
-    let (p50_cost, p50_lo, p50_hi) = paired(&p50, false);
-    let (cpu_cost, _, _) = paired(&cpu, false);
     println!(
-        "     paired (median of the {PASSES} pass pairs' changes, range in brackets): throughput {rate_cost:+.1}% ({rate_lo:+.1}…{rate_hi:+.1}), p50 {p50_cost:+.1}% ({p50_lo:+.1}…{p50_hi:+.1}), CPU per task {cpu_cost:+.1}%"
+        "     paired (median of the {passes} pass pairs' changes): throughput {}, p50 {}, CPU per task {}",
+        paired(&rate, true),
+        paired(&p50, false),
+        paired(&cpu, false)
     );
     Ok(())
 }
@@ -599,4 +642,24 @@ async fn create_to_start(api: &Api, p: &Project, report: bool) -> anyhow::Result
         );
     }
     Ok((p50, p99))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_interval;
+
+    #[test]
+    fn median_interval_widens_to_the_range_for_few_values_and_narrows_with_more() {
+        // Five values: only the whole range reaches past 90% (1 − 2/32).
+        let (low, high, confidence) = median_interval(&[3.0, -1.0, 9.0, 4.0, 5.0]);
+        assert_eq!((low, high), (-1.0, 9.0));
+        assert!((confidence - 0.9375).abs() < 1e-9);
+        // Nine values: the 2nd lowest and 2nd highest (1 − 2 × 10/512).
+        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
+        let (low, high, confidence) = median_interval(&nine);
+        assert_eq!((low, high), (2.0, 8.0));
+        assert!((confidence - (1.0 - 20.0 / 512.0)).abs() < 1e-9);
+        // One value says nothing about where the median lies.
+        assert_eq!(median_interval(&[1.5]), (1.5, 1.5, 0.0));
+    }
 }
