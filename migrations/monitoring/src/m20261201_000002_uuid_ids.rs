@@ -7,6 +7,10 @@
 //!
 //! SQLite (the embedded mode) stores them as the 16-byte blobs the driver binds a UUID as:
 //! the column's declared type stays, and existing text values are rewritten.
+//!
+//! On PostgreSQL the table and its indexes are rewritten under an exclusive lock: on a large
+//! history this takes a while, and ingestion waits for it (the events wait in the
+//! scheduler's outbox meanwhile, and none is lost).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;

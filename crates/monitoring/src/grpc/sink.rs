@@ -108,7 +108,9 @@ impl EventSink for MonitoringApi {
             .iter()
             .filter(|e| e.status != execution::Status::Running)
             .collect();
-        ended.sort_unstable_by(|a, b| (&a.task_id, a.attempt).cmp(&(&b.task_id, b.attempt)));
+        ended.sort_unstable_by(|a, b| {
+            (&a.run_id, &a.task_id, a.attempt).cmp(&(&b.run_id, &b.task_id, b.attempt))
+        });
         executions::upsert(&txn, &ended).await?;
         usage::add(&txn, &usage::fold(usage_reports)).await?;
         txn.commit().await.map_err(Error::from)?;

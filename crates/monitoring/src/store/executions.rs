@@ -6,11 +6,11 @@
 //! WHERE` (a task belongs to one run, so that key is the attempt's). Its expressions are the
 //! merge rule of [`Execution::merge`] written over `excluded` (the incoming row) and the
 //! stored row, so events from concurrent batches meet in the database under the same rule as
-//! events folded within one batch. On PostgreSQL the rows go as one
-//! typed array per column, read by `unnest` (see [`postgres_insert`]): the statement text
-//! stays the same whatever the batch size, so it is parsed once per connection, where a
-//! `VALUES` list of 22 parameters per row was parsed afresh for every batch. SQLite takes the
-//! rows as parameters, a chunk at a time.
+//! events folded within one batch. On PostgreSQL the rows go as one typed array per column,
+//! read by `unnest` (see [`postgres_insert`]): the statement text stays the same whatever the
+//! batch size, so it is parsed once per connection, where a `VALUES` list of 22 parameters
+//! per row was parsed afresh for every batch. SQLite takes the rows as parameters, a chunk at
+//! a time.
 //!
 //! On PostgreSQL a batch is first tried as a plain `INSERT` in a savepoint, and only a batch
 //! that meets a stored attempt is written again with `ON CONFLICT` (see [`upsert`]).
