@@ -380,7 +380,8 @@ fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
 }
 
 /// Monitoring's cost: the same workload with task lifecycle events on (written with each
-/// claim and completion, relayed, ingested by monitoring) and off, in five pairs of passes;
+/// claim and completion, relayed, ingested by monitoring) and off, in pairs of passes (see
+/// [`pairs`]);
 /// each side's median is compared, and each figure's spread is printed beside it, so a
 /// reader can see what one noisy moment on this shared machine would have made of the ratio.
 /// The median of the pairs' own changes is printed too.
@@ -456,8 +457,8 @@ pub async fn monitoring_overhead() -> anyhow::Result<()> {
                 if higher_is_better { -change } else { change }
             })
             .collect();
-        let (median, _, _) = median_and_range(changes.clone());
         let (low, high, confidence) = median_interval(&changes);
+        let (median, _, _) = median_and_range(changes);
         format!(
             "{median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
             confidence * 100.0

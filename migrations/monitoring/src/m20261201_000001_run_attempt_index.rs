@@ -13,6 +13,14 @@ use sea_orm_migration::prelude::*;
 
 pub struct Migration;
 
+/// The statements in order (the same text on PostgreSQL and SQLite).
+async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    for sql in statements {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261201_000001_run_attempt_index"
@@ -22,29 +30,27 @@ impl MigrationName for Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let conn = manager.get_connection();
-        conn.execute_unprepared(
-            "CREATE UNIQUE INDEX task_executions_run_attempt \
-             ON task_executions (run_id, task_id, attempt)",
+        run(
+            manager,
+            &[
+                "CREATE UNIQUE INDEX task_executions_run_attempt \
+                 ON task_executions (run_id, task_id, attempt)",
+                "DROP INDEX task_executions_attempt",
+                "DROP INDEX task_executions_run",
+            ],
         )
-        .await?;
-        conn.execute_unprepared("DROP INDEX task_executions_attempt")
-            .await?;
-        conn.execute_unprepared("DROP INDEX task_executions_run")
-            .await?;
-        Ok(())
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let conn = manager.get_connection();
-        conn.execute_unprepared(
-            "CREATE UNIQUE INDEX task_executions_attempt ON task_executions (task_id, attempt)",
+        run(
+            manager,
+            &[
+                "CREATE UNIQUE INDEX task_executions_attempt ON task_executions (task_id, attempt)",
+                "CREATE INDEX task_executions_run ON task_executions (run_id, id)",
+                "DROP INDEX task_executions_run_attempt",
+            ],
         )
-        .await?;
-        conn.execute_unprepared("CREATE INDEX task_executions_run ON task_executions (run_id, id)")
-            .await?;
-        conn.execute_unprepared("DROP INDEX task_executions_run_attempt")
-            .await?;
-        Ok(())
+        .await
     }
 }

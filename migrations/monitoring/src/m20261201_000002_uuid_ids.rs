@@ -30,31 +30,42 @@ fn each(f: impl Fn(&str) -> String) -> String {
     COLUMNS.map(f).join(", ")
 }
 
+/// Runs the backend's statement: `postgres` there, `sqlite` on SQLite.
+async fn run(manager: &SchemaManager<'_>, postgres: String, sqlite: String) -> Result<(), DbErr> {
+    let sql = match manager.get_database_backend() {
+        DatabaseBackend::Postgres => postgres,
+        _ => sqlite,
+    };
+    manager.get_connection().execute_unprepared(&sql).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => format!(
+        run(
+            manager,
+            format!(
                 "ALTER TABLE task_executions {}",
                 each(|c| format!("ALTER COLUMN {c} TYPE uuid USING {c}::uuid"))
             ),
-            _ => format!(
+            format!(
                 "UPDATE task_executions SET {} WHERE typeof(task_id) = 'text'",
                 each(|c| format!("{c} = unhex(replace({c}, '-', ''))"))
             ),
-        };
-        manager.get_connection().execute_unprepared(&sql).await?;
-        Ok(())
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => format!(
+        run(
+            manager,
+            format!(
                 "ALTER TABLE task_executions {}",
                 each(|c| format!("ALTER COLUMN {c} TYPE varchar(36) USING {c}::text"))
             ),
             // The hyphenated lower-case text the service wrote before.
-            _ => format!(
+            format!(
                 "UPDATE task_executions SET {} WHERE typeof(task_id) = 'blob'",
                 each(|c| format!(
                     "{c} = lower(substr(hex({c}), 1, 8) || '-' || substr(hex({c}), 9, 4) || '-' \
@@ -62,8 +73,7 @@ impl MigrationTrait for Migration {
                      || substr(hex({c}), 21))"
                 ))
             ),
-        };
-        manager.get_connection().execute_unprepared(&sql).await?;
-        Ok(())
+        )
+        .await
     }
 }

@@ -204,11 +204,7 @@ fn read_back(column: &str) -> String {
 fn postgres_insert(merge: bool) -> &'static str {
     static PLAIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static MERGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let (cell, on_conflict) = if merge {
-        (&MERGE, true)
-    } else {
-        (&PLAIN, false)
-    };
+    let cell = if merge { &MERGE } else { &PLAIN };
     cell.get_or_init(|| {
         use sea_orm::IdenStatic;
         let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
@@ -230,7 +226,7 @@ fn postgres_insert(merge: bool) -> &'static str {
             read = read.join(", "),
             arrays = arrays.join(", "),
         );
-        if on_conflict {
+        if merge {
             format!(
                 "{insert} ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET {set} \
                  WHERE {condition}",
