@@ -127,10 +127,12 @@ impl switchyard_proto::events::v1::event_sink_server::EventSink for Collector {
 }
 
 /// A `Collector` serving on a free port until `stop`, and a relay from `conn`'s outbox for
-/// the scheduler destination to it, polling once a minute.
+/// the scheduler destination to it, polling once a minute and keeping delivered events for
+/// `keep_delivered`.
 async fn relay_to_collector(
     conn: &sea_orm::DatabaseConnection,
     stop: &Shutdown,
+    keep_delivered: Duration,
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
     use switchyard_runtime::outbox::{self, destination};
@@ -154,6 +156,7 @@ async fn relay_to_collector(
     );
     let relay_config = switchyard_runtime::config::OutboxConfig {
         poll_interval: Duration::from_secs(60),
+        keep_delivered,
         ..Default::default()
     };
     outbox::relay::spawn_relay(
@@ -167,16 +170,21 @@ async fn relay_to_collector(
     received
 }
 
+/// A test event (a cancel request with no run) with a fresh id.
+fn test_event() -> switchyard_proto::events::v1::Event {
+    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
+    switchyard_runtime::outbox::event(
+        "test",
+        Payload::RunCancelRequested(RunCancelRequested::default()),
+    )
+}
+
 /// A test event for the scheduler's relay, enqueued in `txn`.
 async fn enqueue_test_event(
     txn: &sea_orm::DatabaseTransaction,
 ) -> switchyard_proto::events::v1::Event {
-    use switchyard_proto::events::v1::{RunCancelRequested, event::Payload};
     use switchyard_runtime::outbox::{self, destination};
-    let event = outbox::event(
-        "test",
-        Payload::RunCancelRequested(RunCancelRequested::default()),
-    );
+    let event = test_event();
     outbox::enqueue(txn, destination::SCHEDULER, std::slice::from_ref(&event))
         .await
         .unwrap();
@@ -192,7 +200,7 @@ async fn a_commit_wakes_its_relay_before_the_next_poll() {
         .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
         .await;
     let stop = Shutdown::new();
-    let mut received = relay_to_collector(&conn, &stop).await;
+    let mut received = relay_to_collector(&conn, &stop, Duration::ZERO).await;
     // The relay's first pass finds nothing; it then sleeps for its minute.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
@@ -230,31 +238,85 @@ async fn a_row_that_is_not_an_event_does_not_block_the_ones_behind_it() {
     txn.commit().await.unwrap();
 
     let stop = Shutdown::new();
-    let mut received = relay_to_collector(&conn, &stop).await;
+    let mut received = relay_to_collector(&conn, &stop, Duration::ZERO).await;
     let delivered = tokio::time::timeout(Duration::from_secs(15), received.recv())
         .await
         .expect("the good event delivered")
         .unwrap();
     assert_eq!(delivered, event.id);
-    let pending = Statement::from_string(
-        sea_orm::DatabaseBackend::Postgres,
+    wait_for_count(
+        &conn,
         "SELECT count(*) AS n FROM outbox_events WHERE delivered_at IS NULL",
-    );
+        0,
+    )
+    .await;
+    assert!(received.try_recv().is_err(), "nothing else was delivered");
+    stop.cancel();
+}
+
+/// Waits until `sql` (a count named `n`) reads `expected`, or fails after 15 s.
+async fn wait_for_count(conn: &sea_orm::DatabaseConnection, sql: &str, expected: i64) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let statement = Statement::from_string(conn.get_database_backend(), sql);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let row = conn.query_one_raw(pending.clone()).await.unwrap().unwrap();
+        let row = conn.query_one_raw(statement.clone()).await.unwrap().unwrap();
         let n: i64 = row.try_get("", "n").unwrap();
-        if n == 0 {
-            break;
+        if n == expected {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{n} rows still pending"
+            "{sql}: {n}, expected {expected}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(received.try_recv().is_err(), "nothing else was delivered");
-    stop.cancel();
+}
+
+/// Events enqueued together are delivered in the order given, on both databases. By default
+/// a delivered batch leaves the table in the transaction that settles it; with
+/// `keep_delivered` set the rows stay, marked delivered, for housekeeping to delete later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_events_arrive_in_order_and_leave_the_table() {
+    for db in [TestDatabase::postgres().await, TestDatabase::sqlite()] {
+        for (n, keep) in [Duration::ZERO, Duration::from_secs(3600)]
+            .into_iter()
+            .enumerate()
+        {
+            let conn = db
+                .migrated::<switchyard_scheduler_migration::Migrator>(&format!("scheduler{n}"))
+                .await;
+            let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+            let events: Vec<_> = (0..3).map(|_| test_event()).collect();
+            switchyard_runtime::outbox::enqueue(
+                &txn,
+                switchyard_runtime::outbox::destination::SCHEDULER,
+                &events,
+            )
+            .await
+            .unwrap();
+            txn.commit().await.unwrap();
+
+            let stop = Shutdown::new();
+            let mut received = relay_to_collector(&conn, &stop, keep).await;
+            for event in &events {
+                let delivered = tokio::time::timeout(Duration::from_secs(15), received.recv())
+                    .await
+                    .expect("delivered")
+                    .unwrap();
+                assert_eq!(delivered, event.id, "{:?}, keep {keep:?}", db.backend);
+            }
+            let (marked, kept) = if keep.is_zero() { (0, 0) } else { (3, 3) };
+            wait_for_count(
+                &conn,
+                "SELECT count(*) AS n FROM outbox_events WHERE delivered_at IS NOT NULL",
+                marked,
+            )
+            .await;
+            wait_for_count(&conn, "SELECT count(*) AS n FROM outbox_events", kept).await;
+            stop.cancel();
+        }
+    }
 }
 
 /// Outbox payloads (tens of kilobytes for a claim's lifecycle steps) are compressed with lz4

@@ -1,6 +1,7 @@
 //! The transactional outbox: a service writes its domain change and the events describing it
 //! in one database transaction; a [`relay`] delivers pending events in batches over gRPC to
-//! their consumer, retrying with backoff while the consumer is down, and marks them delivered.
+//! their consumer, retrying with backoff while the consumer is down, and retires them once
+//! delivered.
 //! Consumers de-duplicate by event id, so at-least-once delivery loses and doubles nothing.
 
 pub mod entity;
@@ -11,7 +12,9 @@ pub mod wire;
 
 use chrono::Utc;
 use prost::Message;
-use sea_orm::{ActiveValue::NotSet, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{
+    ActiveValue::NotSet, ConnectionTrait, DatabaseBackend, EntityTrait, Set, Statement,
+};
 use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::events::v1::{AuditRecord, Event, Outcome, event::Payload};
 
@@ -99,21 +102,51 @@ pub async fn enqueue<C: ConnectionTrait>(
         return Ok(());
     }
     let now = Utc::now();
-    let rows = events.iter().map(|event| entity::ActiveModel {
-        id: NotSet,
-        event_id: Set(event.id.clone()),
-        destination: Set(destination.to_owned()),
-        payload: Set(event.encode_to_vec()),
-        created_at: Set(now),
-        attempts: Set(0),
-        last_error: Set(None),
-        delivered_at: Set(None),
-    });
-    entity::Entity::insert_many(rows)
-        .exec_without_returning(conn)
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        conn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            POSTGRES_INSERT,
+            [
+                events
+                    .iter()
+                    .map(|event| event.id.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+                destination.into(),
+                events
+                    .iter()
+                    .map(Message::encode_to_vec)
+                    .collect::<Vec<_>>()
+                    .into(),
+                now.into(),
+            ],
+        ))
         .await?;
+    } else {
+        let rows = events.iter().map(|event| entity::ActiveModel {
+            id: NotSet,
+            event_id: Set(event.id.clone()),
+            destination: Set(destination.to_owned()),
+            payload: Set(event.encode_to_vec()),
+            created_at: Set(now),
+            attempts: Set(0),
+            last_error: Set(None),
+            delivered_at: Set(None),
+        });
+        entity::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
     wake::notify(conn, destination).await
 }
+
+/// The insert on PostgreSQL: the events' ids and payloads as two arrays, read in order by
+/// `unnest`. Every emitter runs it with each claim, completion and audited change, so its text
+/// is fixed: the server parses it once per connection, and no statement is built per call
+/// (building the `VALUES` form was about a quarter of the enqueue's time in a profile of the
+/// scheduler). `attempts` takes its default.
+const POSTGRES_INSERT: &str = "INSERT INTO outbox_events (event_id, destination, payload, created_at) \
+     SELECT event_id, $2, payload, $4 FROM unnest($1::text[], $3::bytea[]) AS v(event_id, payload)";
 
 /// Shorthand: one audit record to the audit service, inside the caller's transaction.
 pub async fn enqueue_audit<C: ConnectionTrait>(
