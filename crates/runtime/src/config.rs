@@ -453,8 +453,8 @@ pub struct OutboxConfig {
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
     /// Delivered events are kept this long (for debugging), then deleted. Zero, the default,
-    /// deletes them as they are delivered, which costs the database a third of marking them
-    /// and deleting them later.
+    /// deletes them as they are delivered: about a third of the database's work of marking
+    /// them and deleting them later. The consumers keep what the events said.
     #[serde(with = "humantime_serde")]
     pub keep_delivered: Duration,
 }
