@@ -260,7 +260,11 @@ async fn wait_for_count(conn: &sea_orm::DatabaseConnection, sql: &str, expected:
     let statement = Statement::from_string(conn.get_database_backend(), sql);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let row = conn.query_one_raw(statement.clone()).await.unwrap().unwrap();
+        let row = conn
+            .query_one_raw(statement.clone())
+            .await
+            .unwrap()
+            .unwrap();
         let n: i64 = row.try_get("", "n").unwrap();
         if n == expected {
             return;

@@ -12,9 +12,7 @@ pub mod wire;
 
 use chrono::Utc;
 use prost::Message;
-use sea_orm::{
-    ActiveValue::NotSet, ConnectionTrait, DatabaseBackend, EntityTrait, Set, Statement,
-};
+use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DatabaseBackend, EntityTrait, Set, Statement};
 use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::events::v1::{AuditRecord, Event, Outcome, event::Payload};
 
