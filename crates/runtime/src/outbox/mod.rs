@@ -100,7 +100,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         return Ok(());
     }
     let now = Utc::now();
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
+    if crate::db::is_postgres(conn) {
         conn.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             POSTGRES_INSERT,
