@@ -61,6 +61,11 @@ pub struct EngineConfig {
     /// Task lifecycle events (leased, and how each attempt ended) go to monitoring through the
     /// outbox (`outbox.monitoring_endpoint`). Off: monitoring sees no task history.
     pub task_events: bool,
+    /// How long a claim's `LEASED` steps may wait for a completion's event to go out with
+    /// before they are written on their own (so the active-task view shows a lease within
+    /// about twice this).
+    #[serde(with = "humantime_serde")]
+    pub leased_flush_interval: Duration,
     /// How often the queue depth gauge (`switchyard_queue_depth`) is refreshed: one grouped
     /// count of queued tasks, never done per claim.
     #[serde(with = "humantime_serde")]
@@ -78,6 +83,7 @@ impl Default for EngineConfig {
             retention_interval: Duration::from_secs(3600),
             artifact_retention: Duration::from_secs(14 * 24 * 3600),
             task_events: true,
+            leased_flush_interval: Duration::from_millis(100),
             queue_depth_interval: Duration::from_secs(15),
         }
     }
@@ -121,6 +127,12 @@ impl Validate for SchedulerConfig {
         }
         if self.engine.schedule_to_start < Duration::from_secs(1) {
             problems.push("engine.schedule_to_start must be at least 1s".into());
+        }
+        if self.engine.leased_flush_interval.is_zero()
+            || self.engine.leased_flush_interval > Duration::from_secs(10)
+        {
+            problems
+                .push("engine.leased_flush_interval must be more than 0 and at most 10s".into());
         }
         if self.engine.queue_depth_interval < Duration::from_secs(1) {
             problems.push("engine.queue_depth_interval must be at least 1s".into());

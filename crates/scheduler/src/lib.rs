@@ -37,6 +37,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
     let outbox_config = config.outbox.clone();
     let settings = config.engine.settings();
     let sweep_interval = config.engine.sweep_interval;
+    let leased_flush_interval = config.engine.leased_flush_interval;
     let queue_depth_interval = config.engine.queue_depth_interval;
     let auth_endpoint = config.control_plane.clone();
     let upkeep = engine::maintenance::Settings::from_config(&config);
@@ -72,6 +73,11 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
             .spawn_postgres(&ctx.db, ctx.shutdown.clone())
             .await?;
         let sweeper = engine::spawn_sweeper(engine.clone(), sweep_interval, ctx.shutdown.clone());
+        let leased_flush = engine::lifecycle::spawn_leased_flush(
+            engine.clone(),
+            leased_flush_interval,
+            ctx.shutdown.clone(),
+        );
         let cron = engine::cron_job::spawn(
             engine.clone(),
             std::time::Duration::from_secs(1),
@@ -122,6 +128,7 @@ pub async fn start(config: SchedulerConfig, shutdown: Shutdown) -> Result<Runnin
                 to_control_plane,
                 to_monitoring,
                 sweeper,
+                leased_flush,
                 cron,
                 maintenance,
                 queue_depth,

@@ -26,7 +26,7 @@ pub(crate) async fn engine(db: &TestDatabase, settings: Settings) -> Engine {
     Engine::new(conn, settings)
 }
 
-async fn submit(engine: &Engine, run_id: &str, definition: serde_json::Value) {
+pub(crate) async fn submit(engine: &Engine, run_id: &str, definition: serde_json::Value) {
     let request = RunRequested {
         run_id: run_id.to_owned(),
         project_id: "00000000-0000-7000-8000-000000000001".into(),

@@ -17,6 +17,7 @@ mod gateway;
 mod grpc_server;
 mod history_upsert;
 mod invariants;
+mod leased_steps;
 mod limits;
 mod loops;
 mod maintenance;

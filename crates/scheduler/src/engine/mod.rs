@@ -1,7 +1,8 @@
 //! The run engine: accepting runs, leasing tasks, heartbeats, completions with retries and
 //! dead letters, the lease sweeper and cancellation. Each operation is one transaction that
 //! locks the run it changes, applies what `domain` decides, and writes the events it causes
-//! to the outbox in the same transaction.
+//! to the outbox in the same transaction (save the `LEASED` steps for monitoring, which
+//! follow their claim: see `lifecycle`).
 
 pub mod batcher;
 pub mod cron_job;
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::store::attempts::Outcome;
 use crate::store::entity::{dead_letter, run, task};
 use crate::store::{self, claim, queue, runs};
-use switchyard_proto::events::v1::TaskPhase;
+use switchyard_proto::events::v1::{TaskLifecycle, TaskPhase};
 
 /// The engine's tunables.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,8 @@ pub struct Engine {
     /// this replica at once, on others through PostgreSQL notifications) claim at once
     /// instead of at their next poll.
     pub wake: wake::Wake,
+    /// `LEASED` steps of committed claims, waiting for the next task lifecycle event.
+    pub leased: lifecycle::LeasedSteps,
 }
 
 /// How long past its timeout (and a lease) an attempt may stay leased before the sweeper fails
@@ -110,6 +113,7 @@ impl Engine {
             db,
             settings,
             wake: wake::Wake::default(),
+            leased: lifecycle::LeasedSteps::default(),
         }
     }
 
@@ -209,14 +213,15 @@ impl Engine {
             txn.rollback().await?;
             return Ok(tasks);
         }
-        let leased = tasks.iter().map(lifecycle::leased).collect();
-        lifecycle::emit(&txn, self.settings.task_events, leased).await?;
         // Only runs that were `provisioning` changed (and were locked); running ones are left
         // alone, so claims do not queue behind completions on the run row.
         for run in started {
             progress::emit(&txn, &run, "running", "", "", "").await?;
         }
         txn.commit().await?;
+        if self.settings.task_events {
+            self.leased.add(tasks.iter().map(lifecycle::leased));
+        }
         Ok(tasks)
     }
 
@@ -338,10 +343,11 @@ impl Engine {
             txn.rollback().await?;
             return Ok(results);
         }
+        let mut steps = Vec::new();
         for (run_id, items) in by_run {
-            self.settle_run(&txn, &run_id, items).await?;
+            self.settle_run(&txn, &run_id, items, &mut steps).await?;
         }
-        txn.commit().await?;
+        self.commit_with_steps(txn, steps).await?;
         self.wake.notify_waiters();
         Ok(results)
     }
@@ -472,9 +478,10 @@ impl Engine {
             ..Completion::default()
         };
         let run_id = task.run_id.clone();
-        self.settle_run(&txn, &run_id, vec![(task, done, Some(failure))])
+        let mut steps = Vec::new();
+        self.settle_run(&txn, &run_id, vec![(task, done, Some(failure))], &mut steps)
             .await?;
-        txn.commit().await?;
+        self.commit_with_steps(txn, steps).await?;
         Ok(true)
     }
 
@@ -617,12 +624,14 @@ impl Engine {
 
     /// The end of attempts of one run: success, retry, dead letter or cancellation for each,
     /// then the run moves on once. The run is locked, its definition read and its nodes
-    /// loaded once for the whole group.
+    /// loaded once for the whole group. The attempts' lifecycle steps are added to `steps`,
+    /// for the caller to write with its commit (`commit_with_steps`).
     async fn settle_run<C: ConnectionTrait>(
         &self,
         conn: &C,
         run_id: &str,
         items: Vec<(task::Model, Completion, Option<Failure>)>,
+        steps: &mut Vec<TaskLifecycle>,
     ) -> Result<()> {
         // The tasks are locked already; the run row is the lock every completion of the run
         // queues on, so the per-task writes happen before it is taken, from an unlocked read
@@ -790,7 +799,7 @@ impl Engine {
             }
         }
         queue::mark_succeeded(conn, &succeeded, now).await?;
-        endings.write(conn, self.settings.task_events).await?;
+        endings.write(conn, steps).await?;
         let mut run = if locked_early {
             seen.clone()
         } else {
