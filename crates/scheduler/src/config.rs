@@ -61,9 +61,9 @@ pub struct EngineConfig {
     /// Task lifecycle events (leased, and how each attempt ended) go to monitoring through the
     /// outbox (`outbox.monitoring_endpoint`). Off: monitoring sees no task history.
     pub task_events: bool,
-    /// How long a claim's `LEASED` steps may wait for a completion's event to go out with
-    /// before they are written on their own (so the active-task view shows a lease within
-    /// about twice this).
+    /// How often the `LEASED` steps of the claims made since are written for monitoring, as
+    /// one event in a transaction of their own (not in the claims': see
+    /// `engine::lifecycle`). The active-task view shows a lease up to this much later.
     #[serde(with = "humantime_serde")]
     pub leased_flush_interval: Duration,
     /// How often the queue depth gauge (`switchyard_queue_depth`) is refreshed: one grouped

@@ -1,9 +1,6 @@
 //! The scheduler's `LEASED` steps for monitoring follow their claim rather than ride in it:
-//! the claim transaction writes no event; the steps leave with the next completion's event
-//! (first in it, so monitoring reads the lease before the ending), or on their own once they
-//! have waited; with task events off there are none.
-
-use std::time::Duration;
+//! the claim transaction writes no event, nor does a completion carry them; the periodic
+//! flush writes all that wait as one event; with task events off there are none.
 
 use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
@@ -50,21 +47,16 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     );
     assert_eq!(engine.leased.len(), 2, "its steps wait");
 
-    // The next completion takes them along, ahead of its own step, in one event.
+    // A completion writes its own step, in its own transaction, and leaves the waiting ones.
     finish(&engine, &tasks[0], 0, json!({})).await.unwrap();
     let events = monitoring_events(&engine.db).await;
-    let leased = |task: &(String, String, i32, u32)| (TaskPhase::Leased, task.0.clone());
     assert_eq!(
         events,
-        vec![vec![
-            leased(&tasks[0]),
-            leased(&tasks[1]),
-            (TaskPhase::Succeeded, tasks[0].0.clone())
-        ]]
+        vec![vec![(TaskPhase::Succeeded, tasks[0].0.clone())]]
     );
-    assert!(engine.leased.is_empty());
+    assert_eq!(engine.leased.len(), 2);
 
-    // With no completion coming, they go on their own once they have waited long enough.
+    // The flush writes them, with those of later claims, as one event.
     submit(
         &engine,
         &run_id(2),
@@ -73,22 +65,17 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     .await;
     let third = claim(&engine).await;
     assert_eq!(third.len(), 1);
-    let hour = Duration::from_secs(3600);
-    assert_eq!(
-        engine.flush_leased(hour).await.unwrap(),
-        0,
-        "not waited yet"
-    );
-    assert_eq!(engine.flush_leased(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(engine.flush_leased().await.unwrap(), 3);
+    let leased = |task: &(String, String, i32, u32)| (TaskPhase::Leased, task.0.clone());
     let events = monitoring_events(&engine.db).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1], vec![leased(&third[0])]);
-    assert_eq!(engine.flush_leased(Duration::ZERO).await.unwrap(), 0);
-
-    // The last completion carries nothing more.
-    finish(&engine, &tasks[1], 0, json!({})).await.unwrap();
-    let events = monitoring_events(&engine.db).await;
-    assert_eq!(events[2], vec![(TaskPhase::Succeeded, tasks[1].0.clone())]);
+    assert_eq!(
+        events[1],
+        vec![leased(&tasks[0]), leased(&tasks[1]), leased(&third[0])]
+    );
+    assert!(engine.leased.is_empty());
+    assert_eq!(engine.flush_leased().await.unwrap(), 0, "nothing waits");
+    assert_eq!(monitoring_events(&engine.db).await.len(), 2);
 
     // Task events off: no steps wait, no event is written.
     let quiet = crate::engine::engine(
@@ -104,7 +91,8 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     assert_eq!(more.len(), 2);
     assert!(quiet.leased.is_empty());
     finish(&quiet, &more[0], 0, json!({})).await.unwrap();
-    assert_eq!(monitoring_events(&quiet.db).await.len(), 3);
+    assert_eq!(quiet.flush_leased().await.unwrap(), 0);
+    assert_eq!(monitoring_events(&quiet.db).await.len(), 2);
 }
 
 #[tokio::test]

@@ -5,25 +5,26 @@
 //! Endings are written to the outbox in the transaction that makes the change, so the
 //! history monitoring builds can neither miss an attempt nor invent one. `LEASED` steps are
 //! not: a claim is the one write an agent waits on, and an outbox row in it lengthens the
-//! transaction that holds the claimed rows locked. A committed claim's steps wait in
-//! [`LeasedSteps`] and leave with the next completion's event (under load, one arrives within
-//! milliseconds), or on their own after `engine.leased_flush_interval` when none comes. What
-//! that costs: the active-task view shows a lease that much later, and a scheduler that dies
-//! with steps waiting loses them, which costs nothing lasting: every ending carries the
-//! attempt's start and agent (the history is whole without its `LEASED`), and monitoring's
-//! periodic reconciliation with the scheduler's queue puts the attempt in the view.
+//! transaction that holds the claimed rows locked. Nor do they ride with the completions,
+//! which one batcher applies one transaction at a time: every step added there is paid on
+//! the path all completions queue on. A committed claim's steps wait in [`LeasedSteps`] and
+//! are written together every `engine.leased_flush_interval`, in a transaction of their own,
+//! beside the claims and completions rather than in their way. What that costs: the
+//! active-task view shows a lease up to that much later, and a scheduler that dies with steps
+//! waiting loses them, which costs nothing lasting: every ending carries the attempt's start
+//! and agent (the history is whole without its `LEASED`), and monitoring's periodic
+//! reconciliation with the scheduler's queue puts the attempt in the view. A `LEASED` that
+//! arrives after its ending is ignored (monitoring tombstones ended attempts).
 //!
 //! All steps of one transaction go as one `TaskLifecycleBatch` event (one outbox row), which
 //! costs one small insert per transaction rather than a row per step.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
-use switchyard_proto::events::v1::{
-    Event, TaskLifecycle, TaskLifecycleBatch, TaskPhase, event::Payload,
-};
+use switchyard_proto::events::v1::{TaskLifecycle, TaskLifecycleBatch, TaskPhase, event::Payload};
 use switchyard_runtime::outbox::{self, destination};
 use switchyard_runtime::shutdown::Shutdown;
 use switchyard_runtime::time::to_proto;
@@ -123,7 +124,7 @@ impl Endings {
     }
 
     /// Writes the attempt records in the caller's transaction and adds the steps to
-    /// `steps`, which the caller writes with the rest of its transaction's (see [`Outgoing`]).
+    /// `steps`, which the caller writes with the rest of its transaction's as one event.
     pub async fn write<C: ConnectionTrait>(
         self,
         conn: &C,
@@ -140,20 +141,13 @@ impl Endings {
 /// for.
 const MAX_WAITING: usize = 100_000;
 
-/// `LEASED` steps of committed claims, waiting for the next event of this replica (see the
-/// module docs). Cheap to clone: clones share the steps.
+/// `LEASED` steps of committed claims, waiting to be written (see the module docs). Cheap to
+/// clone: clones share the steps.
 #[derive(Clone, Default)]
-pub struct LeasedSteps(Arc<Mutex<Waiting>>);
-
-#[derive(Default)]
-struct Waiting {
-    steps: Vec<TaskLifecycle>,
-    /// When the oldest of `steps` was added.
-    since: Option<Instant>,
-}
+pub struct LeasedSteps(Arc<Mutex<Vec<TaskLifecycle>>>);
 
 impl LeasedSteps {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TaskLifecycle>> {
         // A panic while holding the lock leaves a vector, which is still a list of steps.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -161,13 +155,10 @@ impl LeasedSteps {
     /// A claim committed: its attempts' steps wait to be sent.
     pub fn add(&self, steps: impl IntoIterator<Item = TaskLifecycle>) {
         let mut waiting = self.lock();
-        waiting.steps.extend(steps);
-        if !waiting.steps.is_empty() {
-            waiting.since.get_or_insert_with(Instant::now);
-        }
-        if waiting.steps.len() > MAX_WAITING {
-            let dropped = waiting.steps.len() - MAX_WAITING;
-            waiting.steps.drain(..dropped);
+        waiting.extend(steps);
+        if waiting.len() > MAX_WAITING {
+            let dropped = waiting.len() - MAX_WAITING;
+            waiting.drain(..dropped);
             tracing::warn!(
                 dropped,
                 "leased steps for monitoring could not be written for a long while; the oldest were dropped"
@@ -175,146 +166,103 @@ impl LeasedSteps {
         }
     }
 
-    /// Takes every waiting step, to be written in the caller's transaction.
+    /// Takes every waiting step, to be written.
     fn take(&self) -> Vec<TaskLifecycle> {
-        std::mem::take(&mut *self.lock()).steps
+        std::mem::take(&mut *self.lock())
     }
 
-    /// Puts back steps whose transaction did not commit, ahead of any added since; they
-    /// count as waiting from now.
+    /// Puts back steps whose transaction did not commit, ahead of any added since.
     fn restore(&self, mut steps: Vec<TaskLifecycle>) {
         let mut waiting = self.lock();
-        steps.append(&mut waiting.steps);
-        if !steps.is_empty() {
-            waiting.since = Some(Instant::now());
-        }
-        waiting.steps = steps;
+        steps.append(&mut waiting);
+        *waiting = steps;
     }
 
     /// How many steps wait.
     pub fn len(&self) -> usize {
-        self.lock().steps.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().steps.is_empty()
-    }
-
-    /// How long the oldest waiting step has waited; none when none waits.
-    fn oldest(&self) -> Option<Duration> {
-        self.lock().since.map(|since| since.elapsed())
+        self.lock().is_empty()
     }
 }
 
-/// The task lifecycle event of one transaction: the waiting `LEASED` steps it carries and
-/// the steps it makes. `enqueue` writes it in the transaction; `settled` tells it whether the
-/// transaction committed, and puts the carried steps back when it did not.
-pub struct Outgoing {
-    event: Option<Event>,
-    /// How many of the event's first steps were carried from `waiting`.
-    carried: usize,
-    waiting: LeasedSteps,
-}
-
-impl Outgoing {
-    /// The event for `steps`, carrying what `waiting` holds; none when task events are off
-    /// or there is nothing to send.
-    pub fn new(enabled: bool, waiting: &LeasedSteps, steps: Vec<TaskLifecycle>) -> Outgoing {
-        let waiting = waiting.clone();
-        if !enabled {
-            return Outgoing {
-                event: None,
-                carried: 0,
-                waiting,
-            };
-        }
-        let mut all = waiting.take();
-        let carried = all.len();
-        all.extend(steps);
-        let event = (!all.is_empty()).then(|| {
-            outbox::event(
-                SERVICE,
-                Payload::TaskLifecycles(TaskLifecycleBatch { steps: all }),
-            )
-        });
-        Outgoing {
-            event,
-            carried,
-            waiting,
-        }
+/// Writes `steps` for monitoring in the caller's transaction, as one event (one outbox row),
+/// when task events are on.
+pub async fn emit<C: ConnectionTrait>(
+    conn: &C,
+    enabled: bool,
+    steps: Vec<TaskLifecycle>,
+) -> Result<()> {
+    if enabled && !steps.is_empty() {
+        let event = outbox::event(
+            SERVICE,
+            Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
+        );
+        outbox::enqueue(conn, destination::MONITORING, &[event]).await?;
     }
-
-    /// Writes the event (one outbox row) in the caller's transaction.
-    pub async fn enqueue<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
-        if let Some(event) = &self.event {
-            outbox::enqueue(conn, destination::MONITORING, std::slice::from_ref(event)).await?;
-        }
-        Ok(())
-    }
-
-    /// The transaction ended with `outcome`: when it failed, the carried steps wait again
-    /// (the ones it made went with its rollback). A commit whose outcome is unknown may send
-    /// them twice, which monitoring's merge makes harmless.
-    pub fn settled<T, E>(self, outcome: std::result::Result<T, E>) -> std::result::Result<T, E> {
-        if outcome.is_err()
-            && self.carried > 0
-            && let Some(Event {
-                payload: Some(Payload::TaskLifecycles(mut batch)),
-                ..
-            }) = self.event
-        {
-            batch.steps.truncate(self.carried);
-            self.waiting.restore(batch.steps);
-        }
-        outcome
-    }
+    Ok(())
 }
 
 impl super::Engine {
-    /// Writes `steps` (the transaction's own lifecycle steps) and the waiting `LEASED` ones
-    /// as one event, then commits.
+    /// Writes the transaction's lifecycle `steps` as one event, then commits.
     pub(super) async fn commit_with_steps(
         &self,
         txn: DatabaseTransaction,
         steps: Vec<TaskLifecycle>,
     ) -> Result<()> {
-        let outgoing = Outgoing::new(self.settings.task_events, &self.leased, steps);
-        let outcome = match outgoing.enqueue(&txn).await {
-            Ok(()) => txn.commit().await.map_err(Error::from),
-            Err(error) => Err(error),
-        };
-        outgoing.settled(outcome)
+        emit(&txn, self.settings.task_events, steps).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
-    /// Writes the `LEASED` steps that have waited at least `age` in a transaction of their
-    /// own (with any that wait less). Returns how many went.
-    pub async fn flush_leased(&self, age: Duration) -> Result<usize> {
-        if self.leased.oldest().is_none_or(|waited| waited < age) {
+    /// Writes the waiting `LEASED` steps as one event in a transaction of their own; puts them
+    /// back when it fails. Returns how many went.
+    pub async fn flush_leased(&self) -> Result<usize> {
+        let steps = self.leased.take();
+        if steps.is_empty() {
             return Ok(0);
         }
-        let waiting = self.leased.len();
-        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
-        self.commit_with_steps(txn, Vec::new()).await?;
-        Ok(waiting)
+        let count = steps.len();
+        let event = outbox::event(
+            SERVICE,
+            Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
+        );
+        let written = async {
+            let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+            outbox::enqueue(&txn, destination::MONITORING, std::slice::from_ref(&event)).await?;
+            txn.commit().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(error) = written {
+            // A commit whose outcome is unknown may send them twice, which monitoring's merge
+            // makes harmless.
+            if let Some(Payload::TaskLifecycles(batch)) = event.payload {
+                self.leased.restore(batch.steps);
+            }
+            return Err(error);
+        }
+        Ok(count)
     }
 }
 
-/// Sends the `LEASED` steps no completion took along: every `interval` until shutdown, those
-/// that waited that long (under load a completion takes them sooner, and this writes
-/// nothing). After shutdown, whatever waits, each interval until one passes with nothing new
-/// (claims answered while the server drains); a claim that commits later still is left to
-/// the active view's reconciliation, as after a crash.
+/// Writes the waiting `LEASED` steps every `interval` until shutdown; after it, once more each
+/// interval until one passes with nothing new (claims answered while the server drains). A
+/// claim that commits later still is left to the active view's reconciliation, as after a
+/// crash.
 pub fn spawn_leased_flush(
     engine: super::Engine,
     interval: Duration,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    let flush = |engine: &super::Engine, age| {
+    let flush = |engine: &super::Engine| {
         let engine = engine.clone();
         async move {
-            let outcome = engine.flush_leased(age).await;
+            let outcome = engine.flush_leased().await;
             if let Err(error) = &outcome {
-                tracing::warn!(%error, waiting = engine.leased.len(), "leased steps for monitoring not written; retrying");
+                tracing::warn!(%error, waiting = engine.leased.len(), "leased steps for monitoring not written");
             }
             outcome
         }
@@ -325,16 +273,11 @@ pub fn spawn_leased_flush(
                 () = tokio::time::sleep(interval) => {}
                 () = shutdown.cancelled() => {}
             }
-            let age = if shutdown.is_cancelled() {
-                Duration::ZERO
-            } else {
-                interval
-            };
-            let _ = flush(&engine, age).await;
+            let _ = flush(&engine).await;
         }
         loop {
             tokio::time::sleep(interval).await;
-            if !matches!(flush(&engine, Duration::ZERO).await, Ok(1..)) {
+            if !matches!(flush(&engine).await, Ok(1..)) {
                 return;
             }
         }
@@ -421,41 +364,20 @@ mod tests {
     }
 
     #[test]
-    fn carried_leased_steps_wait_again_when_their_transaction_fails() {
+    fn leased_steps_put_back_go_ahead_of_those_added_since() {
         let waiting = LeasedSteps::default();
         let step = |id: &str| TaskLifecycle {
             task_id: id.into(),
             ..leased(&task())
         };
         waiting.add([step("a"), step("b")]);
-        let ended = TaskLifecycle {
-            phase: TaskPhase::Succeeded as i32,
-            ..step("c")
-        };
-        let outgoing = Outgoing::new(true, &waiting, vec![ended.clone()]);
-        assert!(waiting.is_empty(), "the event carries them");
-        // Claimed meanwhile: goes after the ones put back.
-        waiting.add([step("d")]);
-        let failed: std::result::Result<(), &str> = outgoing.settled(Err("rolled back"));
-        assert!(failed.is_err());
+        let taken = waiting.take();
+        assert!(waiting.is_empty());
+        // Claimed while the write failed: goes after the ones put back.
+        waiting.add([step("c")]);
+        waiting.restore(taken);
         let ids: Vec<String> = waiting.take().into_iter().map(|s| s.task_id).collect();
-        assert_eq!(
-            ids,
-            ["a", "b", "d"],
-            "the transaction's own step went with it"
-        );
-
-        // A commit keeps nothing back.
-        waiting.add([step("e")]);
-        let outgoing = Outgoing::new(true, &waiting, vec![ended]);
-        assert!(outgoing.settled(Ok::<(), ()>(())).is_ok());
-        assert!(waiting.is_empty() && waiting.oldest().is_none());
-
-        // Task events off: nothing is taken or sent.
-        waiting.add([step("f")]);
-        let off = Outgoing::new(false, &waiting, Vec::new());
-        assert!(off.event.is_none());
-        assert_eq!(waiting.len(), 1);
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 
     #[test]

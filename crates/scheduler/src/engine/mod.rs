@@ -62,7 +62,7 @@ pub struct Engine {
     /// this replica at once, on others through PostgreSQL notifications) claim at once
     /// instead of at their next poll.
     pub wake: wake::Wake,
-    /// `LEASED` steps of committed claims, waiting for the next task lifecycle event.
+    /// `LEASED` steps of committed claims, waiting for the periodic flush (`lifecycle`).
     pub leased: lifecycle::LeasedSteps,
 }
 
