@@ -38,6 +38,13 @@ pub async fn run(parts: &[&str]) -> anyhow::Result<()> {
     switchyard_runtime::migrate::run::<Migrator>(&conn, &config).await?;
     let claims = switchyard_scheduler::store::claim::pool(&config, &conn).await?;
     let engine = Engine::new(conn, Settings::default()).with_claim_pool(claims);
+    // The claims' LEASED steps written as the service writes them.
+    let stop = switchyard_runtime::shutdown::Shutdown::new();
+    let flush = switchyard_scheduler::engine::lifecycle::spawn_leased_flush(
+        engine.clone(),
+        switchyard_scheduler::config::EngineConfig::default().leased_flush_interval,
+        stop.clone(),
+    );
     println!(
         "engine: scheduler engine on PostgreSQL, {WORKERS} worker loops leasing up to {BATCH} tasks per poll"
     );
@@ -49,6 +56,8 @@ pub async fn run(parts: &[&str]) -> anyhow::Result<()> {
             _ => fan_out(&engine).await?,
         }
     }
+    stop.cancel();
+    flush.await?;
     Ok(())
 }
 
