@@ -1,9 +1,12 @@
 //! The scheduler's `LEASED` steps for monitoring follow their claim rather than ride in it:
 //! the claim transaction writes no event, nor does a completion carry them; the periodic
-//! flush writes all that wait as one event; with task events off there are none.
+//! flush writes all that wait as one event, and puts them back when that fails; with task
+//! events off there are none.
 
 use prost::Message as _;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde_json::json;
 use switchyard_proto::events::v1::{Event, TaskPhase, event::Payload};
 use switchyard_runtime::outbox::entity as outbox_entity;
@@ -65,6 +68,20 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     .await;
     let third = claim(&engine).await;
     assert_eq!(third.len(), 1);
+    // A write that fails puts them back, and the next one takes them.
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    engine
+        .db
+        .execute_unprepared(&rename("outbox_events", "outbox_events_away"))
+        .await
+        .unwrap();
+    assert!(engine.flush_leased().await.is_err());
+    assert_eq!(engine.leased.len(), 3, "put back");
+    engine
+        .db
+        .execute_unprepared(&rename("outbox_events_away", "outbox_events"))
+        .await
+        .unwrap();
     assert_eq!(engine.flush_leased().await.unwrap(), 3);
     let leased = |task: &(String, String, i32, u32)| (TaskPhase::Leased, task.0.clone());
     let events = monitoring_events(&engine.db).await;
