@@ -173,4 +173,21 @@ mod tests {
             ["engine.artifact_retention must be at least 1h"]
         );
     }
+
+    #[test]
+    fn the_leased_flush_interval_must_be_above_zero_and_at_most_ten_seconds() {
+        let problems = |interval: Duration| {
+            let mut config = SchedulerConfig::default();
+            config.engine.leased_flush_interval = interval;
+            config
+                .validate()
+                .into_iter()
+                .filter(|p| p.contains("leased_flush_interval"))
+                .count()
+        };
+        assert_eq!(problems(Duration::from_millis(100)), 0, "the default");
+        assert_eq!(problems(Duration::from_secs(10)), 0);
+        assert_eq!(problems(Duration::ZERO), 1);
+        assert_eq!(problems(Duration::from_secs(11)), 1);
+    }
 }
