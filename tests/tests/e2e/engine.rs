@@ -86,21 +86,31 @@ pub(crate) async fn finish(
         .await
 }
 
-/// The statuses the scheduler reported for a run, in order.
-async fn reported(db: &DatabaseConnection, run: &str) -> Vec<String> {
+/// The payloads of the events in the outbox for `destination`, in the order written.
+pub(crate) async fn outbox_payloads(db: &DatabaseConnection, destination: &str) -> Vec<Payload> {
     outbox_entity::Entity::find()
-        .filter(outbox_entity::Column::Destination.eq("control-plane"))
+        .filter(outbox_entity::Column::Destination.eq(destination))
         .order_by_asc(outbox_entity::Column::Id)
         .all(db)
         .await
         .unwrap()
         .into_iter()
         .filter_map(|row| {
-            let event = switchyard_proto::events::v1::Event::decode(row.payload.as_slice()).ok()?;
-            match event.payload? {
-                Payload::RunStatusChanged(s) if s.run_id == run => Some(s.status),
-                _ => None,
-            }
+            switchyard_proto::events::v1::Event::decode(row.payload.as_slice())
+                .ok()?
+                .payload
+        })
+        .collect()
+}
+
+/// The statuses the scheduler reported for a run, in order.
+async fn reported(db: &DatabaseConnection, run: &str) -> Vec<String> {
+    outbox_payloads(db, "control-plane")
+        .await
+        .into_iter()
+        .filter_map(|payload| match payload {
+            Payload::RunStatusChanged(s) if s.run_id == run => Some(s.status),
+            _ => None,
         })
         .collect()
 }

@@ -3,38 +3,28 @@
 //! flush writes all that wait as one event, and puts them back when that fails; with task
 //! events off there are none.
 
-use prost::Message as _;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::json;
-use switchyard_proto::events::v1::{Event, TaskPhase, event::Payload};
-use switchyard_runtime::outbox::entity as outbox_entity;
+use switchyard_proto::events::v1::{TaskPhase, event::Payload};
 use switchyard_scheduler::engine::Settings;
 use switchyard_test_support::TestDatabase;
 
-use crate::engine::{claim, engine, finish, run_id, submit};
+use crate::engine::{claim, engine, finish, outbox_payloads, run_id, submit};
 
 /// The monitoring outbox, event by event (in the order written), each as its steps'
 /// `(phase, task id)`.
 async fn monitoring_events(db: &DatabaseConnection) -> Vec<Vec<(TaskPhase, String)>> {
-    outbox_entity::Entity::find()
-        .filter(outbox_entity::Column::Destination.eq("monitoring"))
-        .order_by_asc(outbox_entity::Column::Id)
-        .all(db)
+    outbox_payloads(db, "monitoring")
         .await
-        .unwrap()
         .into_iter()
-        .map(
-            |row| match Event::decode(row.payload.as_slice()).unwrap().payload {
-                Some(Payload::TaskLifecycles(batch)) => batch
-                    .steps
-                    .into_iter()
-                    .map(|s| (TaskPhase::try_from(s.phase).unwrap(), s.task_id))
-                    .collect(),
-                other => panic!("not a lifecycle batch: {other:?}"),
-            },
-        )
+        .map(|payload| match payload {
+            Payload::TaskLifecycles(batch) => batch
+                .steps
+                .into_iter()
+                .map(|s| (TaskPhase::try_from(s.phase).unwrap(), s.task_id))
+                .collect(),
+            other => panic!("not a lifecycle batch: {other:?}"),
+        })
         .collect()
 }
 

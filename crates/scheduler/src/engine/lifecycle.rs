@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
-use switchyard_proto::events::v1::{TaskLifecycle, TaskLifecycleBatch, TaskPhase, event::Payload};
+use switchyard_proto::events::v1::{
+    Event, TaskLifecycle, TaskLifecycleBatch, TaskPhase, event::Payload,
+};
 use switchyard_runtime::outbox::{self, destination};
 use switchyard_runtime::shutdown::Shutdown;
 use switchyard_runtime::time::to_proto;
@@ -196,13 +198,17 @@ pub async fn emit<C: ConnectionTrait>(
     steps: Vec<TaskLifecycle>,
 ) -> Result<()> {
     if enabled && !steps.is_empty() {
-        let event = outbox::event(
-            SERVICE,
-            Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
-        );
-        outbox::enqueue(conn, destination::MONITORING, &[event]).await?;
+        outbox::enqueue(conn, destination::MONITORING, &[event(steps)]).await?;
     }
     Ok(())
+}
+
+/// The steps as one event.
+fn event(steps: Vec<TaskLifecycle>) -> Event {
+    outbox::event(
+        SERVICE,
+        Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
+    )
 }
 
 impl super::Engine {
@@ -225,10 +231,7 @@ impl super::Engine {
             return Ok(0);
         }
         let count = steps.len();
-        let event = outbox::event(
-            SERVICE,
-            Payload::TaskLifecycles(TaskLifecycleBatch { steps }),
-        );
+        let event = event(steps);
         let written = async {
             let txn = switchyard_runtime::db::write_txn(&self.db).await?;
             outbox::enqueue(&txn, destination::MONITORING, std::slice::from_ref(&event)).await?;
@@ -257,16 +260,13 @@ pub fn spawn_leased_flush(
     interval: Duration,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    let flush = |engine: &super::Engine| {
-        let engine = engine.clone();
-        async move {
-            let outcome = engine.flush_leased().await;
-            if let Err(error) = &outcome {
-                tracing::warn!(%error, waiting = engine.leased.len(), "leased steps for monitoring not written");
-            }
-            outcome
+    async fn flush(engine: &super::Engine) -> Result<usize> {
+        let outcome = engine.flush_leased().await;
+        if let Err(error) = &outcome {
+            tracing::warn!(%error, waiting = engine.leased.len(), "leased steps for monitoring not written");
         }
-    };
+        outcome
+    }
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
             tokio::select! {
