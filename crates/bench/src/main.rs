@@ -7,7 +7,8 @@
 //!   sequential workflow's overhead, and a 1,000-shard fan-out and fan-in;
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
 //!   throughput and create-to-start latency;
-//! - monitoring: that workload with monitoring's task events on and off, and the cost;
+//! - monitoring: that workload with monitoring's task events on and off, interleaved in
+//!   short segments on two clusters, and the cost;
 //!   `worker-without-events` runs one pass of the worker workload with them off (to profile
 //!   the side without monitoring).
 //!
@@ -19,6 +20,8 @@
 mod cpu;
 mod engine;
 mod gateway;
+mod monitoring;
+mod stats;
 mod worker;
 
 #[tokio::main]
@@ -46,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Box::pin(worker::run(false)).await?;
     }
     if runs("monitoring") {
-        Box::pin(worker::monitoring_overhead()).await?;
+        Box::pin(monitoring::overhead()).await?;
     }
     if runs("gateway") {
         Box::pin(gateway::run()).await?;

@@ -8,7 +8,8 @@
 //!    the first create to the last run final;
 //! 2. create-to-start: `POST /runs` answered → the task leased to a waiting worker, p50/p99.
 //!
-//! `monitoring` runs the same with task lifecycle events on and off and prints the cost.
+//! [`crate::monitoring`] runs the same with task lifecycle events on and off and prints the
+//! cost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -236,20 +237,20 @@ async fn create(api: &Api, p: &Project, workflow: &str) -> anyhow::Result<String
 
 /// What one pass over the whole path measured.
 #[derive(Debug, Clone)]
-struct Figures {
+pub(crate) struct Figures {
     /// Tasks per second from the first lease to the last completion.
-    lease_to_complete: f64,
+    pub(crate) lease_to_complete: f64,
     /// Create-to-start percentiles, milliseconds.
-    p50_ms: f64,
-    p99_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     /// CPU used while the throughput workload ran, by every process involved.
-    cpu: Cpu,
+    pub(crate) cpu: Cpu,
     /// PostgreSQL's part of it, by the service its backends served (seconds).
-    postgres_by_service: BTreeMap<String, f64>,
+    pub(crate) postgres_by_service: BTreeMap<String, f64>,
 }
 
 /// A cluster with task lifecycle events on or off, its project and workflows.
-async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, Api, Project)> {
+pub(crate) async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, Api, Project)> {
     let db = TestDatabase::postgres().await;
     let api = spawn_api_tuned(
         &db,
@@ -291,7 +292,7 @@ async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, Api, Projec
 /// busy earlier pass triggered (max_wal_size) would otherwise fall inside whichever pass came
 /// next and charge it for those writes. Needs superuser or `pg_checkpoint`; without them
 /// the pass goes on and says so.
-async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
+pub(crate) async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let conn = switchyard_runtime::db::connect(&db.config("scheduler")).await?;
     if let Err(error) = conn.execute_unprepared("CHECKPOINT").await {
@@ -300,12 +301,19 @@ async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
-    let (db, api, p) = cluster(task_events).await?;
-    checkpoint(&db).await?;
-    let (lease_to_complete, cpu, postgres_by_service) = throughput(&db, &api, &p, report).await?;
-    let (p50_ms, p99_ms) = create_to_start(&api, &p, report).await?;
-    api.stop().await;
+/// Both workloads once on a cluster that lives as long as the caller wants: `runs` runs
+/// of 1,000 tasks for throughput, then create-to-start, after a checkpoint.
+pub(crate) async fn measure(
+    db: &TestDatabase,
+    api: &Api,
+    p: &Project,
+    runs: usize,
+    report: bool,
+) -> anyhow::Result<Figures> {
+    checkpoint(db).await?;
+    let (lease_to_complete, cpu, postgres_by_service) =
+        throughput(db, api, p, runs, report).await?;
+    let (p50_ms, p99_ms) = create_to_start(api, p, report).await?;
     Ok(Figures {
         lease_to_complete,
         p50_ms,
@@ -313,6 +321,13 @@ async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
         cpu,
         postgres_by_service,
     })
+}
+
+async fn pass(task_events: bool, report: bool) -> anyhow::Result<Figures> {
+    let (db, api, p) = cluster(task_events).await?;
+    let figures = measure(&db, &api, &p, THROUGHPUT_RUNS, report).await?;
+    api.stop().await;
+    Ok(figures)
 }
 
 /// One pass, with task lifecycle events (monitoring ingesting) or without.
@@ -325,170 +340,11 @@ pub async fn run(task_events: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pairs of passes in the monitoring benchmark (one pass a side each):
-/// `SWITCHYARD_BENCH_PAIRS`, five when unset. More pairs narrow the interval printed for the
-/// median change, at about half a minute a pair.
-fn pairs() -> usize {
-    std::env::var("SWITCHYARD_BENCH_PAIRS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(5)
-}
+/// Runs of 1,000 tasks in one pass's throughput workload.
+const THROUGHPUT_RUNS: usize = 20;
 
-/// A distribution-free interval for the median of `values`: the k-th lowest and k-th
-/// highest value, which cover the median with the probability that a fair coin tossed once
-/// per value shows heads between k and n − k times (the sign test). k is the largest whose
-/// interval still has at least 95% confidence; with too few values for that (under six), k
-/// is 1 and the interval is the whole range. Returns (low, high, confidence).
-fn median_interval(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN, 0.0);
-    }
-    // below[j]: the chance of fewer than j heads in n tosses.
-    let mut below = vec![0.0; n + 1];
-    let mut term = 0.5f64.powi(i32::try_from(n).unwrap_or(i32::MAX));
-    for j in 0..n {
-        below[j + 1] = below[j] + term;
-        term *= (n - j) as f64 / (j + 1) as f64;
-    }
-    // The interval misses the median when fewer than k values lie on one side of it.
-    let k = (1..=n.div_ceil(2))
-        .rev()
-        .find(|&k| below[k] <= 0.025)
-        .unwrap_or(1);
-    let confidence = (1.0 - 2.0 * below[k]).max(0.0);
-    (sorted[k - 1], sorted[n - k], confidence)
-}
-
-/// The median of `values` and their spread (lowest, highest).
-fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    (median, values[0], values[n - 1])
-}
-
-/// Monitoring's cost: the same workload with task lifecycle events on (written with each
-/// claim and completion, relayed, ingested by monitoring) and off, in pairs of passes (see
-/// [`pairs`]);
-/// each side's median is compared, and each figure's spread is printed beside it, so a
-/// reader can see what one noisy moment on this shared machine would have made of the ratio.
-/// The median of the pairs' own changes is printed too.
-pub async fn monitoring_overhead() -> anyhow::Result<()> {
-    println!("monitoring: the worker workload with task events on (monitoring ingesting) and off");
-    let mut on: Vec<Figures> = Vec::new();
-    let mut off: Vec<Figures> = Vec::new();
-    // Pairs of passes, the order within a pair alternating, so that neither side always
-    // runs first (after the previous pass's schema was dropped, say).
-    let passes = pairs();
-    for i in 0..passes {
-        if i % 2 == 0 {
-            off.push(pass(false, false).await?);
-            on.push(pass(true, false).await?);
-        } else {
-            on.push(pass(true, false).await?);
-            off.push(pass(false, false).await?);
-        }
-    }
-    let figure = |side: &[Figures], of: &dyn Fn(&Figures) -> f64| {
-        median_and_range(side.iter().map(of).collect())
-    };
-    let rate = |f: &Figures| f.lease_to_complete;
-    let p50 = |f: &Figures| f.p50_ms;
-    let cpu = |f: &Figures| f.cpu.total();
-    for (name, side) in [("without", &off), ("with:  ", &on)] {
-        let (r, r_lo, r_hi) = figure(side, &rate);
-        let (p, p_lo, p_hi) = figure(side, &p50);
-        let (p99, _, _) = figure(side, &|f: &Figures| f.p99_ms);
-        println!(
-            "     {name} {r:.0} tasks/s ({r_lo:.0}–{r_hi:.0}), create-to-start p50 {p:.2} ms ({p_lo:.2}–{p_hi:.2}), p99 {p99:.2} ms"
-        );
-        let (middle, _, _) = figure(side, &cpu);
-        let median_cpu = side
-            .iter()
-            .map(|f| f.cpu)
-            .min_by(|a, b| {
-                (a.total() - middle)
-                    .abs()
-                    .total_cmp(&(b.total() - middle).abs())
-            })
-            .unwrap_or_default();
-        println!(
-            "              {} (median pass)",
-            median_cpu.per_thousand(THROUGHPUT_TASKS)
-        );
-        println!(
-            "              {} (medians)",
-            by_service_per_thousand(&median_by_service(side), THROUGHPUT_TASKS)
-        );
-    }
-    let cost = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
-        let (without, with) = (figure(&off, of).0, figure(&on, of).0);
-        let change = (with - without) / without * 100.0;
-        if higher_is_better { -change } else { change }
-    };
-    println!(
-        "     cost of monitoring (medians of {passes} passes a side): throughput {:+.1}%, p50 {:+.1}%, CPU per task {:+.1}% (target: under 5% for throughput and p50)",
-        cost(&rate, true),
-        cost(&p50, false),
-        cost(&cpu, false)
-    );
-    // The two passes of a pair ran back to back, so they share whatever the machine was
-    // doing then; the median of the pairs' changes discounts noise that drifts over the run
-    // more than comparing the sides' medians does. Beside it, an interval that covers the
-    // true median change with the confidence printed, whatever the noise's distribution.
-    let paired = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
-        let changes: Vec<f64> = off
-            .iter()
-            .zip(&on)
-            .map(|(without, with)| {
-                let change = (of(with) - of(without)) / of(without) * 100.0;
-                if higher_is_better { -change } else { change }
-            })
-            .collect();
-        let (low, high, confidence) = median_interval(&changes);
-        let (median, _, _) = median_and_range(changes);
-        format!(
-            "{median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
-            confidence * 100.0
-        )
-    };
-    println!(
-        "     paired (median of the {passes} pass pairs' changes): throughput {}, p50 {}, CPU per task {}",
-        paired(&rate, true),
-        paired(&p50, false),
-        paired(&cpu, false)
-    );
-    Ok(())
-}
-
-/// Each service's median PostgreSQL CPU over the passes of one side.
-fn median_by_service(side: &[Figures]) -> BTreeMap<String, f64> {
-    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for figures in side {
-        for (service, seconds) in &figures.postgres_by_service {
-            samples.entry(service.clone()).or_default().push(*seconds);
-        }
-    }
-    samples
-        .into_iter()
-        .map(|(service, values)| (service, median_and_range(values).0))
-        .collect()
-}
-
-/// Tasks in the throughput workload.
-const THROUGHPUT_TASKS: u64 = 20_000;
+/// Tasks in a run of the `wide` workflow.
+pub(crate) const TASKS_PER_RUN: u64 = 1_000;
 
 /// The rate from the first lease to the last completion, and the CPU used from the first
 /// create until every run is final and monitoring has been sent every task event (so work
@@ -497,10 +353,10 @@ async fn throughput(
     db: &TestDatabase,
     api: &Api,
     p: &Project,
+    runs: usize,
     report: bool,
 ) -> anyhow::Result<(f64, Cpu, BTreeMap<String, f64>)> {
-    const RUNS: usize = 20;
-    const TASKS: u64 = THROUGHPUT_TASKS;
+    let tasks = runs as u64 * TASKS_PER_RUN;
     let mut workers = Workers::spawn(api, &p.agents).await?;
     // The bench's own connection names no service, so its queries count for none.
     let bench = switchyard_runtime::db::connect(&db.config("bench")).await?;
@@ -511,22 +367,22 @@ async fn throughput(
     let backends_before = Backends::now(&bench, &services).await?;
     let cpu_before = Cpu::now();
     let begun = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        runs.push(create(api, p, "wide").await?);
+    let mut created = Vec::new();
+    for _ in 0..runs {
+        created.push(create(api, p, "wide").await?);
     }
     let deadline = Instant::now() + Duration::from_secs(600);
-    while workers.completed.load(Ordering::Relaxed) < TASKS {
+    while workers.completed.load(Ordering::Relaxed) < tasks {
         ensure!(
             Instant::now() < deadline,
-            "tasks not drained in time: {} of {TASKS} completed",
+            "tasks not drained in time: {} of {tasks} completed",
             workers.completed.load(Ordering::Relaxed)
         );
         workers.check().await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained = Instant::now();
-    for run in &runs {
+    for run in &created {
         loop {
             let reply = api.get(&format!("/api/v1/runs/{run}"), Some(&p.ci)).await;
             if reply.body["status"] == "completed" {
@@ -550,20 +406,20 @@ async fn throughput(
     let lost = workers.lost.load(Ordering::Relaxed);
     workers.stop().await?;
     let lease_to_done = drained.duration_since(first).as_secs_f64();
-    let rate = TASKS as f64 / lease_to_done;
+    let rate = tasks as f64 / lease_to_done;
     if report {
         println!(
-            "  1. throughput: {TASKS} no-op tasks ({RUNS} runs × 1,000 shards) over HTTP and gRPC"
+            "  1. throughput: {tasks} no-op tasks ({runs} runs × 1,000 shards) over HTTP and gRPC"
         );
         println!(
             "     lease+complete {rate:.0} tasks/s   create-to-all-final {:.0} tasks/s ({:.2} s)",
-            TASKS as f64 / finished.duration_since(begun).as_secs_f64(),
+            tasks as f64 / finished.duration_since(begun).as_secs_f64(),
             finished.duration_since(begun).as_secs_f64()
         );
-        println!("     {}", cpu.per_thousand(TASKS));
+        println!("     {}", cpu.per_thousand(tasks));
         println!(
             "     {}",
-            by_service_per_thousand(&postgres_by_service, TASKS)
+            by_service_per_thousand(&postgres_by_service, tasks)
         );
         if lost > 0 {
             println!("     ({lost} completions arrived after their lease expired and ran again)");
@@ -643,24 +499,4 @@ async fn create_to_start(api: &Api, p: &Project, report: bool) -> anyhow::Result
         );
     }
     Ok((p50, p99))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median_interval;
-
-    #[test]
-    fn median_interval_widens_to_the_range_for_few_values_and_narrows_with_more() {
-        // Five values: only the whole range reaches past 90% (1 − 2/32).
-        let (low, high, confidence) = median_interval(&[3.0, -1.0, 9.0, 4.0, 5.0]);
-        assert_eq!((low, high), (-1.0, 9.0));
-        assert!((confidence - 0.9375).abs() < 1e-9);
-        // Nine values: the 2nd lowest and 2nd highest (1 − 2 × 10/512).
-        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
-        let (low, high, confidence) = median_interval(&nine);
-        assert_eq!((low, high), (2.0, 8.0));
-        assert!((confidence - (1.0 - 20.0 / 512.0)).abs() < 1e-9);
-        // One value says nothing about where the median lies.
-        assert_eq!(median_interval(&[1.5]), (1.5, 1.5, 0.0));
-    }
 }

@@ -1,0 +1,191 @@
+//! monitoring: what monitoring costs the run engine. The worker workload (see
+//! [`crate::worker`]) runs on two clusters side by side in this process, one with task
+//! lifecycle events on (the scheduler writes them, relays them, monitoring ingests them) and
+//! one with them off, and each figure with events on is compared with the one without.
+//!
+//! Method. This machine is shared, and its speed drifts by several percent over minutes:
+//! two passes a minute apart differ more than monitoring costs. So the two sides are not
+//! measured one after the other but interleaved in short segments: both clusters are built
+//! (and warmed by one segment each, not counted) before the first measured segment, and then
+//! each pair of segments (the side that goes first alternating) measures 10,000 tasks on each
+//! side a few seconds apart. The cost is then given two ways: the sides' medians compared,
+//! and the median of the pairs' own changes, with a distribution-free interval around it.
+//! Both clusters live through the whole benchmark, so their tables grow alike; the idle one
+//! costs little (its relays' polls), and it costs both sides' segments alike.
+
+use std::collections::BTreeMap;
+
+use switchyard_test_support::TestDatabase;
+use switchyard_test_support::api::Api;
+
+use crate::cpu::by_service_per_thousand;
+use crate::stats::{median_and_range, median_interval};
+use crate::worker::{Figures, Project, TASKS_PER_RUN, cluster, measure};
+
+/// Runs of 1,000 tasks in one segment's throughput workload.
+const SEGMENT_RUNS: usize = 10;
+
+/// Pairs of segments (one a side each): `SWITCHYARD_BENCH_PAIRS`, ten when unset. More pairs
+/// narrow the interval printed for the median change, at about fifteen seconds a pair.
+fn pairs() -> usize {
+    std::env::var("SWITCHYARD_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(10)
+}
+
+/// One side: a cluster kept for the whole benchmark, and what its segments measured.
+struct Side {
+    db: TestDatabase,
+    api: Api,
+    project: Project,
+    figures: Vec<Figures>,
+}
+
+impl Side {
+    async fn new(task_events: bool) -> anyhow::Result<Side> {
+        let (db, api, project) = cluster(task_events).await?;
+        Ok(Side {
+            db,
+            api,
+            project,
+            figures: Vec::new(),
+        })
+    }
+
+    async fn segment(&self) -> anyhow::Result<Figures> {
+        measure(&self.db, &self.api, &self.project, SEGMENT_RUNS, false).await
+    }
+
+    async fn measure_segment(&mut self) -> anyhow::Result<()> {
+        let figures = self.segment().await?;
+        self.figures.push(figures);
+        Ok(())
+    }
+}
+
+pub async fn overhead() -> anyhow::Result<()> {
+    let passes = pairs();
+    println!(
+        "monitoring: the worker workload with task events on (monitoring ingesting) and off, \
+         interleaved on two clusters: {passes} pairs of segments of {} tasks a side",
+        SEGMENT_RUNS as u64 * TASKS_PER_RUN
+    );
+    let mut off = Side::new(false).await?;
+    let mut on = Side::new(true).await?;
+    // Warm-up: connection pools filled, statements prepared, caches loaded on both sides.
+    off.segment().await?;
+    on.segment().await?;
+    for i in 0..passes {
+        if i % 2 == 0 {
+            off.measure_segment().await?;
+            on.measure_segment().await?;
+        } else {
+            on.measure_segment().await?;
+            off.measure_segment().await?;
+        }
+        if let (Some(without), Some(with)) = (off.figures.last(), on.figures.last()) {
+            println!(
+                "     pair {}/{passes}: without {:.0} tasks/s, p50 {:.2} ms; with {:.0} tasks/s, p50 {:.2} ms",
+                i + 1,
+                without.lease_to_complete,
+                without.p50_ms,
+                with.lease_to_complete,
+                with.p50_ms
+            );
+        }
+    }
+    report(&off.figures, &on.figures, passes);
+    off.api.stop().await;
+    on.api.stop().await;
+    Ok(())
+}
+
+/// Prints each side's figures and the cost, by medians and paired.
+fn report(off: &[Figures], on: &[Figures], passes: usize) {
+    let tasks = SEGMENT_RUNS as u64 * TASKS_PER_RUN;
+    let figure = |side: &[Figures], of: &dyn Fn(&Figures) -> f64| {
+        median_and_range(side.iter().map(of).collect())
+    };
+    let rate = |f: &Figures| f.lease_to_complete;
+    let p50 = |f: &Figures| f.p50_ms;
+    let cpu = |f: &Figures| f.cpu.total();
+    for (name, side) in [("without", off), ("with:  ", on)] {
+        let (r, r_lo, r_hi) = figure(side, &rate);
+        let (p, p_lo, p_hi) = figure(side, &p50);
+        let (p99, _, _) = figure(side, &|f: &Figures| f.p99_ms);
+        println!(
+            "     {name} {r:.0} tasks/s ({r_lo:.0}–{r_hi:.0}), create-to-start p50 {p:.2} ms ({p_lo:.2}–{p_hi:.2}), p99 {p99:.2} ms"
+        );
+        let (middle, _, _) = figure(side, &cpu);
+        let median_cpu = side
+            .iter()
+            .map(|f| f.cpu)
+            .min_by(|a, b| {
+                (a.total() - middle)
+                    .abs()
+                    .total_cmp(&(b.total() - middle).abs())
+            })
+            .unwrap_or_default();
+        println!(
+            "              {} (median segment)",
+            median_cpu.per_thousand(tasks)
+        );
+        println!(
+            "              {} (medians)",
+            by_service_per_thousand(&median_by_service(side), tasks)
+        );
+    }
+    let cost = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
+        let (without, with) = (figure(off, of).0, figure(on, of).0);
+        let change = (with - without) / without * 100.0;
+        if higher_is_better { -change } else { change }
+    };
+    println!(
+        "     cost of monitoring (medians of {passes} segments a side): throughput {:+.1}%, p50 {:+.1}%, CPU per task {:+.1}% (target: under 5% for throughput and p50)",
+        cost(&rate, true),
+        cost(&p50, false),
+        cost(&cpu, false)
+    );
+    // The two segments of a pair ran back to back, so they share whatever the machine was
+    // doing then; the median of the pairs' changes discounts noise that drifts over the run
+    // more than comparing the sides' medians does. Beside it, an interval that covers the
+    // true median change with the confidence printed, whatever the noise's distribution.
+    let paired = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {
+        let changes: Vec<f64> = off
+            .iter()
+            .zip(on)
+            .map(|(without, with)| {
+                let change = (of(with) - of(without)) / of(without) * 100.0;
+                if higher_is_better { -change } else { change }
+            })
+            .collect();
+        let (low, high, confidence) = median_interval(&changes);
+        let (median, _, _) = median_and_range(changes);
+        format!(
+            "{median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
+            confidence * 100.0
+        )
+    };
+    println!(
+        "     paired (median of the {passes} segment pairs' changes): throughput {}, p50 {}, CPU per task {}",
+        paired(&rate, true),
+        paired(&p50, false),
+        paired(&cpu, false)
+    );
+}
+
+/// Each service's median PostgreSQL CPU over the segments of one side.
+fn median_by_service(side: &[Figures]) -> BTreeMap<String, f64> {
+    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for figures in side {
+        for (service, seconds) in &figures.postgres_by_service {
+            samples.entry(service.clone()).or_default().push(*seconds);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|(service, values)| (service, median_and_range(values).0))
+        .collect()
+}
