@@ -78,14 +78,16 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn of(e: &Execution) -> Observation {
+    /// `leased_unsent`: the step is an ending whose `LEASED` the scheduler never sent.
+    pub fn of(e: &Execution, leased_unsent: bool) -> Observation {
         let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
         Observation {
             project: e.project_id.clone(),
             node: e.node.clone(),
             status: e.status,
-            // The lease is where waiting ends: counted once per attempt, on LEASED.
-            wait_seconds: (e.status == Status::Running)
+            // The lease is where waiting ends: counted once per attempt, on LEASED, or on
+            // the ending of an attempt whose LEASED was never sent.
+            wait_seconds: (e.status == Status::Running || leased_unsent)
                 .then(|| seconds(e.wait_ms()))
                 .flatten(),
             run_seconds: (e.status != Status::Running)
@@ -138,5 +140,58 @@ impl Observation {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn ended(status: Status) -> Execution {
+        let at = |second| Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, second).single();
+        Execution {
+            task_id: "t".into(),
+            attempt: 1,
+            run_id: "r".into(),
+            project_id: "p".into(),
+            workflow: "ci".into(),
+            node: "test".into(),
+            shard_index: 0,
+            shard_count: 1,
+            iteration: 0,
+            status,
+            agent_id: "agent-1".into(),
+            exit_code: None,
+            error: String::new(),
+            retry_reason: String::new(),
+            queued_at: at(0),
+            started_at: at(2),
+            finished_at: at(7),
+            not_before: None,
+        }
+    }
+
+    #[test]
+    fn the_wait_is_counted_on_the_lease_or_else_on_an_ending_whose_lease_was_never_sent() {
+        let running = Execution {
+            finished_at: None,
+            ..ended(Status::Running)
+        };
+        let lease = Observation::of(&running, false);
+        assert_eq!((lease.wait_seconds, lease.run_seconds), (Some(2.0), None));
+        // Its LEASED was sent (and counted the wait): the ending counts only the run.
+        let after_lease = Observation::of(&ended(Status::Succeeded), false);
+        assert_eq!(
+            (after_lease.wait_seconds, after_lease.run_seconds),
+            (None, Some(5.0))
+        );
+        // Its LEASED was never sent: the ending counts both.
+        let alone = Observation::of(&ended(Status::Retrying), true);
+        assert_eq!(
+            (alone.wait_seconds, alone.run_seconds),
+            (Some(2.0), Some(5.0))
+        );
     }
 }

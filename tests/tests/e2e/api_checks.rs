@@ -383,8 +383,14 @@ async fn api_usage_and_task_metrics_follow_real_traffic(db: TestDatabase) {
                 text.lines()
                     .any(|l| l.starts_with(name) && l.contains(&project))
             };
+            // Both attempts' endings ingested: the run histogram counts two.
+            let both_ended = text.lines().any(|l| {
+                l.starts_with("switchyard_task_run_seconds_count")
+                    && l.contains(&project)
+                    && l.ends_with(" 2")
+            });
             (has("switchyard_task_wait_seconds_bucket")
-                && has("switchyard_task_run_seconds_bucket")
+                && both_ended
                 && has("switchyard_task_retries_total"))
             .then_some(text)
         },
@@ -399,6 +405,13 @@ async fn api_usage_and_task_metrics_follow_real_traffic(db: TestDatabase) {
         .find(|l| l.starts_with("switchyard_task_retries_total") && l.contains(&project))
         .unwrap();
     assert!(retries.ends_with(" 1"), "{retries}");
+    // Each attempt's wait counted once: on its LEASED, or on its ending when it ended before
+    // the scheduler sent the LEASED.
+    let waits = text
+        .lines()
+        .find(|l| l.starts_with("switchyard_task_wait_seconds_count") && l.contains(&project))
+        .unwrap();
+    assert!(waits.ends_with(" 2"), "{waits}");
     let scheduler = s.api.cluster.scheduler.metrics_addr;
     let text = eventually(
         "the scheduler exports the queue depth",

@@ -1,7 +1,8 @@
 //! The scheduler's `LEASED` steps for monitoring follow their claim rather than ride in it:
 //! the claim transaction writes no event, nor does a completion carry them; the periodic
-//! flush writes all that wait as one event, and puts them back when that fails; with task
-//! events off there are none.
+//! flush writes all that wait as one event, and puts them back when that fails. An attempt
+//! that ends while its step waits takes the step with it (its ending says the step was never
+//! sent), unless the ending does not commit. With task events off there are none.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::json;
@@ -11,9 +12,12 @@ use switchyard_test_support::TestDatabase;
 
 use crate::engine::{claim, engine, finish, outbox_payloads, run_id, submit};
 
-/// The monitoring outbox, event by event (in the order written), each as its steps'
-/// `(phase, task id)`.
-async fn monitoring_events(db: &DatabaseConnection) -> Vec<Vec<(TaskPhase, String)>> {
+/// A step as these tests compare it: phase, task id, and whether it says its attempt's
+/// `LEASED` was never sent.
+type Step = (TaskPhase, String, bool);
+
+/// The monitoring outbox, event by event (in the order written), each as its steps.
+async fn monitoring_events(db: &DatabaseConnection) -> Vec<Vec<Step>> {
     outbox_payloads(db, "monitoring")
         .await
         .into_iter()
@@ -21,11 +25,25 @@ async fn monitoring_events(db: &DatabaseConnection) -> Vec<Vec<(TaskPhase, Strin
             Payload::TaskLifecycles(batch) => batch
                 .steps
                 .into_iter()
-                .map(|s| (TaskPhase::try_from(s.phase).unwrap(), s.task_id))
+                .map(|s| {
+                    (
+                        TaskPhase::try_from(s.phase).unwrap(),
+                        s.task_id,
+                        s.leased_unsent,
+                    )
+                })
                 .collect(),
             other => panic!("not a lifecycle batch: {other:?}"),
         })
         .collect()
+}
+
+async fn rename_outbox(engine: &switchyard_scheduler::engine::Engine, from: &str, to: &str) {
+    engine
+        .db
+        .execute_unprepared(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .await
+        .unwrap();
 }
 
 async fn leased_steps_follow_their_claim(db: TestDatabase) {
@@ -40,16 +58,23 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     );
     assert_eq!(engine.leased.len(), 2, "its steps wait");
 
-    // A completion writes its own step, in its own transaction, and leaves the waiting ones.
+    // A completion whose transaction fails leaves the waiting steps as they were.
+    rename_outbox(&engine, "outbox_events", "outbox_events_away").await;
+    assert!(finish(&engine, &tasks[0], 0, json!({})).await.is_err());
+    rename_outbox(&engine, "outbox_events_away", "outbox_events").await;
+    assert_eq!(engine.leased.len(), 2, "put back");
+
+    // A completion writes its own step, in its own transaction, and takes its attempt's
+    // waiting step with it: that one is never sent, and the ending says so.
     finish(&engine, &tasks[0], 0, json!({})).await.unwrap();
     let events = monitoring_events(&engine.db).await;
     assert_eq!(
         events,
-        vec![vec![(TaskPhase::Succeeded, tasks[0].0.clone())]]
+        vec![vec![(TaskPhase::Succeeded, tasks[0].0.clone(), true)]]
     );
-    assert_eq!(engine.leased.len(), 2);
+    assert_eq!(engine.leased.len(), 1, "the other task's step still waits");
 
-    // The flush writes them, with those of later claims, as one event.
+    // The flush writes the waiting ones, with those of later claims, as one event.
     submit(
         &engine,
         &run_id(2),
@@ -59,30 +84,26 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     let third = claim(&engine).await;
     assert_eq!(third.len(), 1);
     // A write that fails puts them back, and the next one takes them.
-    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
-    engine
-        .db
-        .execute_unprepared(&rename("outbox_events", "outbox_events_away"))
-        .await
-        .unwrap();
+    rename_outbox(&engine, "outbox_events", "outbox_events_away").await;
     assert!(engine.flush_leased().await.is_err());
-    assert_eq!(engine.leased.len(), 3, "put back");
-    engine
-        .db
-        .execute_unprepared(&rename("outbox_events_away", "outbox_events"))
-        .await
-        .unwrap();
-    assert_eq!(engine.flush_leased().await.unwrap(), 3);
-    let leased = |task: &(String, String, i32, u32)| (TaskPhase::Leased, task.0.clone());
+    assert_eq!(engine.leased.len(), 2, "put back");
+    rename_outbox(&engine, "outbox_events_away", "outbox_events").await;
+    assert_eq!(engine.flush_leased().await.unwrap(), 2);
+    let leased = |task: &(String, String, i32, u32)| (TaskPhase::Leased, task.0.clone(), false);
     let events = monitoring_events(&engine.db).await;
     assert_eq!(events.len(), 2);
-    assert_eq!(
-        events[1],
-        vec![leased(&tasks[0]), leased(&tasks[1]), leased(&third[0])]
-    );
+    assert_eq!(events[1], vec![leased(&tasks[1]), leased(&third[0])]);
     assert!(engine.leased.is_empty());
     assert_eq!(engine.flush_leased().await.unwrap(), 0, "nothing waits");
     assert_eq!(monitoring_events(&engine.db).await.len(), 2);
+
+    // An attempt whose step was sent ends without the mark.
+    finish(&engine, &tasks[1], 0, json!({})).await.unwrap();
+    let events = monitoring_events(&engine.db).await;
+    assert_eq!(
+        events[2],
+        vec![(TaskPhase::Succeeded, tasks[1].0.clone(), false)]
+    );
 
     // Task events off: no steps wait, no event is written.
     let quiet = crate::engine::engine(
@@ -99,7 +120,7 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     assert!(quiet.leased.is_empty());
     finish(&quiet, &more[0], 0, json!({})).await.unwrap();
     assert_eq!(quiet.flush_leased().await.unwrap(), 0);
-    assert_eq!(monitoring_events(&quiet.db).await.len(), 2);
+    assert_eq!(monitoring_events(&quiet.db).await.len(), 3);
 }
 
 #[tokio::test]

@@ -114,6 +114,8 @@ fn lifecycle(a: &Attempt, phase: TaskPhase, base: DateTime<Utc>) -> Event {
         started_at: at(base, 2),
         finished_at: if finished { at(base, 7) } else { None },
         not_before: if finished { at(base, 9) } else { None },
+        // These attempts' LEASED steps are sent (some late).
+        leased_unsent: false,
     }))
 }
 

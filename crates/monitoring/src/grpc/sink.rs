@@ -60,6 +60,7 @@ impl EventSink for MonitoringApi {
             .map_err(Error::from)?;
         let (accepted, received) = (fresh.len(), events.len());
         let mut rows = Vec::new();
+        let mut observations = Vec::new();
         let mut usage_reports = Vec::new();
         // By value, so the steps' texts move into the rows. `remove` takes each fresh event
         // once, also when the batch repeats it.
@@ -85,9 +86,12 @@ impl EventSink for MonitoringApi {
                 }
             };
             for step in steps {
-                let phase = step.phase;
+                let (phase, leased_unsent) = (step.phase, step.leased_unsent);
                 match events::execution(step) {
-                    Ok(Some(row)) => rows.push(row),
+                    Ok(Some(row)) => {
+                        observations.push(Observation::of(&row, leased_unsent));
+                        rows.push(row);
+                    }
                     Ok(None) => {
                         tracing::debug!(event_id = %event.id, phase, "task phase not recorded");
                     }
@@ -97,7 +101,6 @@ impl EventSink for MonitoringApi {
                 }
             }
         }
-        let observations: Vec<_> = rows.iter().map(Observation::of).collect();
         let rows = execution::fold(rows);
         // Running attempts live in the active view only; an ended one is written to the
         // history once, when it ends (see `crate::active`).
