@@ -33,5 +33,6 @@ mod retry_statistics;
 mod runs;
 mod sse;
 mod suites;
+mod sweeper_plans;
 mod task_history;
 mod timeouts;

@@ -269,7 +269,7 @@ async fn candidates_sqlite<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Vec<Candidate>> {
     let mut query = task::Entity::find()
-        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(super::task_status_is(TaskStatus::Queued))
         .filter(task::Column::NotBefore.lte(now));
     if !who.org_id.is_empty() {
         query = query.filter(task::Column::OrgId.eq(who.org_id));
@@ -347,7 +347,7 @@ async fn running_under_lock<C: ConnectionTrait>(
             .select_only()
             .column(task::Column::ProjectId)
             .column_as(task::Column::Id.count(), "n")
-            .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+            .filter(super::task_status_is(TaskStatus::Leased))
             .filter(task::Column::ProjectId.is_in(projects.iter().copied()))
             .group_by(task::Column::ProjectId)
             .into_tuple()
@@ -366,7 +366,7 @@ async fn running_under_lock<C: ConnectionTrait>(
             .column(task::Column::RunId)
             .column(task::Column::Node)
             .column_as(task::Column::Id.count(), "n")
-            .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+            .filter(super::task_status_is(TaskStatus::Leased))
             .filter(task::Column::RunId.is_in(runs))
             .group_by(task::Column::RunId)
             .group_by(task::Column::Node)

@@ -19,7 +19,7 @@ pub async fn waiting<C: ConnectionTrait>(
 ) -> Result<Vec<task::Model>> {
     Ok(task::Entity::find()
         .filter(task::Column::RunId.eq(run_id))
-        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(super::task_status_is(TaskStatus::Queued))
         .order_by_desc(task::Column::Priority)
         .order_by_asc(task::Column::Id)
         .limit(limit)
@@ -72,7 +72,7 @@ pub async fn project_holders<C: ConnectionTrait>(
         .column(task::Column::Node)
         .column_as(task::Column::Id.count(), "n")
         .filter(task::Column::ProjectId.eq(project_id))
-        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+        .filter(super::task_status_is(TaskStatus::Leased))
         .group_by(task::Column::RunId)
         .group_by(task::Column::Node)
         .into_tuple()

@@ -57,7 +57,7 @@ pub async fn set<C: ConnectionTrait>(
 pub async fn running<C: ConnectionTrait>(conn: &C, project_id: &str) -> Result<u64> {
     Ok(task::Entity::find()
         .filter(task::Column::ProjectId.eq(project_id))
-        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+        .filter(super::task_status_is(TaskStatus::Leased))
         .count(conn)
         .await?)
 }

@@ -99,7 +99,7 @@ pub async fn leased_to<C: ConnectionTrait>(conn: &C, agent_id: &str) -> Result<V
         .select_only()
         .column(task::Column::Uuid)
         .filter(task::Column::AgentId.eq(agent_id))
-        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+        .filter(super::task_status_is(TaskStatus::Leased))
         .into_tuple()
         .all(conn)
         .await?)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
 
 use super::entity::task;
@@ -91,7 +91,7 @@ pub async fn extend<C: ConnectionTrait>(
         let updated = task::Entity::update_many()
             .col_expr(task::Column::LeaseExpiresAt, expires.into())
             .filter(task::Column::Uuid.eq(uuid.as_str()))
-            .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+            .filter(super::task_status_is(TaskStatus::Leased))
             .filter(task::Column::Attempt.eq(*attempt))
             .filter(task::Column::AgentId.eq(agent_id))
             .exec(conn)
@@ -147,14 +147,24 @@ pub async fn expired<C: ConnectionTrait>(
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<task::Model>> {
-    Ok(task::Entity::find()
-        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+    Ok(expired_query(now, limit).all(conn).await?)
+}
+
+/// The query behind [`expired`].
+pub fn expired_query(now: DateTime<Utc>, limit: u64) -> Select<task::Entity> {
+    task::Entity::find()
+        .filter(super::task_status_is(TaskStatus::Leased))
         .filter(task::Column::LeaseExpiresAt.lt(now))
         .order_by_asc(task::Column::LeaseExpiresAt)
         .limit(limit)
-        .all(conn)
-        .await?)
 }
+
+/// The PostgreSQL query behind [`overran`]: $1 grace (s), $2 now, $3 limit, $4 the longest
+/// timeout. In the leased index's order: with `ORDER BY id` the planner walked the primary key
+/// through every task ever run, looking for leased ones.
+pub const OVERRAN_SQL: &str = "SELECT * FROM tasks WHERE status = 'leased' \
+    AND started_at + make_interval(secs => (LEAST(timeout_s, $4) + $1)::double precision) < $2 \
+    ORDER BY lease_expires_at LIMIT $3";
 
 /// Leased tasks running past their start-to-close timeout by more than `grace` (an agent that
 /// keeps heartbeating but never stops or reports): candidates for the sweeper, which
@@ -178,9 +188,7 @@ pub async fn overran<C: ConnectionTrait>(
     if conn.get_database_backend() == DatabaseBackend::Postgres {
         let statement = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "SELECT * FROM tasks WHERE status = 'leased' \
-               AND started_at + make_interval(secs => (LEAST(timeout_s, $4) + $1)::double precision) < $2 \
-             ORDER BY id LIMIT $3",
+            OVERRAN_SQL,
             [
                 grace_s.into(),
                 now.into(),
@@ -192,7 +200,7 @@ pub async fn overran<C: ConnectionTrait>(
     }
     // SQLite (embedded: a handful of leases): filter here.
     Ok(task::Entity::find()
-        .filter(task::Column::Status.eq(TaskStatus::Leased.as_str()))
+        .filter(super::task_status_is(TaskStatus::Leased))
         .all(conn)
         .await?
         .into_iter()
@@ -217,17 +225,24 @@ pub async fn waiting_since<C: ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?;
+    Ok(waiting_since_query(since, stopping, limit)
+        .all(conn)
+        .await?)
+}
+
+/// The query behind [`waiting_since`], `stopping` the runs to leave out.
+pub fn waiting_since_query(
+    since: DateTime<Utc>,
+    stopping: Vec<String>,
+    limit: u64,
+) -> Select<task::Entity> {
     let mut query = task::Entity::find()
-        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(super::task_status_is(TaskStatus::Queued))
         .filter(task::Column::NotBefore.lt(since));
     if !stopping.is_empty() {
         query = query.filter(task::Column::RunId.is_not_in(stopping));
     }
-    Ok(query
-        .order_by_asc(task::Column::NotBefore)
-        .limit(limit)
-        .all(conn)
-        .await?)
+    query.order_by_asc(task::Column::NotBefore).limit(limit)
 }
 
 /// What a successful completion writes on its task.
@@ -295,7 +310,7 @@ pub async fn cancel_queued<C: ConnectionTrait>(
         .col_expr(task::Column::Status, TaskStatus::Cancelled.as_str().into())
         .col_expr(task::Column::FinishedAt, Some(now).into())
         .filter(task::Column::Id.is_in(ids.iter().copied()))
-        .filter(task::Column::Status.eq(TaskStatus::Queued.as_str()))
+        .filter(super::task_status_is(TaskStatus::Queued))
         .exec(conn)
         .await?
         .rows_affected)
