@@ -292,7 +292,7 @@ pub(crate) async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, 
 /// busy earlier pass triggered (max_wal_size) would otherwise fall inside whichever pass came
 /// next and charge it for those writes. Needs superuser or `pg_checkpoint`; without them
 /// the pass goes on and says so.
-pub(crate) async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
+async fn checkpoint(db: &TestDatabase) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let conn = switchyard_runtime::db::connect(&db.config("scheduler")).await?;
     if let Err(error) = conn.execute_unprepared("CHECKPOINT").await {

@@ -145,41 +145,19 @@ impl Observation {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
-
     use super::*;
+    use crate::domain::execution::tests::{leased, retrying};
 
     fn ended(status: Status) -> Execution {
-        let at = |second| Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, second).single();
         Execution {
-            task_id: "t".into(),
-            attempt: 1,
-            run_id: "r".into(),
-            project_id: "p".into(),
-            workflow: "ci".into(),
-            node: "test".into(),
-            shard_index: 0,
-            shard_count: 1,
-            iteration: 0,
             status,
-            agent_id: "agent-1".into(),
-            exit_code: None,
-            error: String::new(),
-            retry_reason: String::new(),
-            queued_at: at(0),
-            started_at: at(2),
-            finished_at: at(7),
-            not_before: None,
+            ..retrying()
         }
     }
 
     #[test]
     fn the_wait_is_counted_on_the_lease_or_else_on_an_ending_whose_lease_was_never_sent() {
-        let running = Execution {
-            finished_at: None,
-            ..ended(Status::Running)
-        };
-        let lease = Observation::of(&running, false);
+        let lease = Observation::of(&leased(), false);
         assert_eq!((lease.wait_seconds, lease.run_seconds), (Some(2.0), None));
         // Its LEASED was sent (and counted the wait): the ending counts only the run.
         let after_lease = Observation::of(&ended(Status::Succeeded), false);

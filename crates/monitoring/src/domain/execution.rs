@@ -189,7 +189,7 @@ fn between(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Option<i64
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::TimeZone;
 
     use super::*;
@@ -198,7 +198,8 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, second).single()
     }
 
-    fn leased() -> Execution {
+    /// A running attempt: queued at 0 s, started at 2 s (shared with other modules' tests).
+    pub(crate) fn leased() -> Execution {
         Execution {
             task_id: "t".into(),
             attempt: 1,
@@ -221,7 +222,8 @@ mod tests {
         }
     }
 
-    fn retrying() -> Execution {
+    /// `leased()` ended with a retry at 7 s.
+    pub(crate) fn retrying() -> Execution {
         Execution {
             workflow: "pipeline".into(),
             status: Status::Retrying,
