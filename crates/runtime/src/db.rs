@@ -176,6 +176,12 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
+/// An error of a statement run on a connection sea-orm does not wrap, as sea-orm reports its
+/// own (so `DbErr::sql_err` tells unique violations apart the same way).
+pub fn driver_error(error: sea_orm::sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
 /// (`BEGIN IMMEDIATE`), so the busy timeout applies: a deferred transaction that reads and
 /// then writes fails at once with `SQLITE_BUSY` when another writer committed in between.

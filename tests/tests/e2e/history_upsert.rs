@@ -1,6 +1,6 @@
-//! The history upsert against real databases (PostgreSQL takes the rows as one array per
-//! column, inserted plainly and merged only when the batch meets a stored attempt; SQLite as
-//! parameters in chunks): a later ending wins whatever order endings arrive in, an earlier
+//! The history upsert against real databases (PostgreSQL takes the rows by COPY on the event
+//! sink's path, or as one array per column through sea-orm, inserted plainly and merged only
+//! when the batch meets a stored attempt; SQLite as parameters in chunks): a later ending wins whatever order endings arrive in, an earlier
 //! one only fills gaps, a repeat changes nothing, a batch larger than a chunk is stored whole
 //! with its times to the microsecond, and a batch that mixes new and stored attempts stores
 //! the new ones and merges the stored one.
@@ -57,7 +57,27 @@ async fn stored(conn: &sea_orm::DatabaseConnection, n: u32) -> Model {
         .unwrap()
 }
 
-async fn history_upsert(db: TestDatabase) {
+/// How the test writes: through sea-orm (SQLite's path, and PostgreSQL's for batches that
+/// carry API usage too), or on the driver's connection with COPY (the event sink's path on
+/// PostgreSQL).
+#[derive(Clone, Copy)]
+enum Write {
+    SeaOrm,
+    Copy,
+}
+
+async fn upsert(conn: &sea_orm::DatabaseConnection, how: Write, rows: &[Execution]) {
+    match how {
+        Write::SeaOrm => executions::upsert(conn, rows).await.unwrap(),
+        Write::Copy => {
+            let mut txn = conn.get_postgres_connection_pool().begin().await.unwrap();
+            executions::upsert_postgres(&mut txn, rows).await.unwrap();
+            txn.commit().await.unwrap();
+        }
+    }
+}
+
+async fn history_upsert(db: TestDatabase, how: Write) {
     let conn = db.migrated::<Migrator>("monitoring").await;
     // Microseconds: what both databases keep.
     let now = Utc::now()
@@ -68,18 +88,14 @@ async fn history_upsert(db: TestDatabase) {
     // it, but fills what it lacked.
     let mut later = attempt(1, now, Status::Succeeded, Some(now));
     later.exit_code = Some(0);
-    executions::upsert(&conn, std::slice::from_ref(&later))
-        .await
-        .unwrap();
+    upsert(&conn, how, std::slice::from_ref(&later)).await;
     let mut earlier = attempt(1, now, Status::Retrying, Some(now - Duration::seconds(1)));
     earlier.exit_code = Some(1);
     earlier.error = "exit code 1".into();
     earlier.workflow = "ci".into();
     earlier.agent_id = "agent-7".into();
     earlier.started_at = Some(now - Duration::seconds(2));
-    executions::upsert(&conn, std::slice::from_ref(&earlier))
-        .await
-        .unwrap();
+    upsert(&conn, how, std::slice::from_ref(&earlier)).await;
     let row = stored(&conn, 1).await;
     assert_eq!(row.status, "succeeded");
     assert_eq!((row.exit_code, row.error.as_str()), (Some(0), ""));
@@ -92,9 +108,7 @@ async fn history_upsert(db: TestDatabase) {
     assert_eq!(row.finished_at, Some(now));
 
     // A repeat changes nothing, not even the update time.
-    executions::upsert(&conn, std::slice::from_ref(&earlier))
-        .await
-        .unwrap();
+    upsert(&conn, how, std::slice::from_ref(&earlier)).await;
     assert_eq!(stored(&conn, 1).await, row);
 
     // An even later ending (the lease expired after all) wins.
@@ -105,9 +119,7 @@ async fn history_upsert(db: TestDatabase) {
         Some(now + Duration::seconds(1)),
     );
     last.retry_reason = "lease_expired".into();
-    executions::upsert(&conn, std::slice::from_ref(&last))
-        .await
-        .unwrap();
+    upsert(&conn, how, std::slice::from_ref(&last)).await;
     let row = stored(&conn, 1).await;
     assert_eq!(
         (row.status.as_str(), row.retry_reason.as_str()),
@@ -123,7 +135,7 @@ async fn history_upsert(db: TestDatabase) {
             e
         })
         .collect();
-    executions::upsert(&conn, &many).await.unwrap();
+    upsert(&conn, how, &many).await;
     let rows = Entity::find()
         .filter(Column::TaskId.ne(task(1).parse::<uuid::Uuid>().unwrap()))
         .order_by_asc(Column::TaskId)
@@ -146,7 +158,7 @@ async fn history_upsert(db: TestDatabase) {
         later_for_100,
         attempt(2_001, now, Status::Cancelled, Some(now)),
     ];
-    executions::upsert(&conn, &mixed).await.unwrap();
+    upsert(&conn, how, &mixed).await;
     let row = stored(&conn, 100).await;
     assert_eq!(
         (row.status.as_str(), row.error.as_str()),
@@ -201,10 +213,15 @@ async fn history_migrations_round_trip_on_sqlite() {
 
 #[tokio::test]
 async fn history_upsert_on_postgres() {
-    history_upsert(TestDatabase::postgres().await).await;
+    history_upsert(TestDatabase::postgres().await, Write::SeaOrm).await;
+}
+
+#[tokio::test]
+async fn history_upsert_on_postgres_by_copy() {
+    history_upsert(TestDatabase::postgres().await, Write::Copy).await;
 }
 
 #[tokio::test]
 async fn history_upsert_on_sqlite() {
-    history_upsert(TestDatabase::sqlite()).await;
+    history_upsert(TestDatabase::sqlite(), Write::SeaOrm).await;
 }

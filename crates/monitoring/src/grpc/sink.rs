@@ -1,7 +1,8 @@
 //! What monitoring consumes: the scheduler's task lifecycle events. A batch is applied in one
 //! transaction: its event ids recorded in the inbox in one statement (duplicates, in the batch
 //! or from earlier deliveries, are skipped), then its executions folded per attempt, the
-//! ended ones upserted in one statement, the running ones (and the endings) applied to the
+//! ended ones written to the history in one statement (on PostgreSQL a `COPY`, see
+//! `store::history_copy`), the running ones (and the endings) applied to the
 //! active-task view in one round trip after the commit. An event that cannot be read is logged and skipped rather than
 //! refusing the batch, which would block every event behind it. The gateway's API usage
 //! reports arrive here too and are added to their minutes in the same transaction; the inbox
@@ -9,9 +10,11 @@
 
 use std::collections::HashSet;
 
-use switchyard_proto::events::v1::TaskLifecycle;
 use switchyard_proto::events::v1::event_sink_server::EventSink;
-use switchyard_proto::events::v1::{DeliverRequest, DeliverResponse, event::Payload};
+use switchyard_proto::events::v1::{
+    DeliverRequest, DeliverResponse, Event, TaskLifecycle, event::Payload,
+};
+use switchyard_runtime::db::driver_error;
 use switchyard_runtime::inbox;
 use tonic::{Request, Response, Status};
 
@@ -24,6 +27,117 @@ use crate::store::{executions, usage};
 
 /// The inbox's event id column.
 const MAX_EVENT_ID: usize = 36;
+
+/// What a batch's fresh events hold, read once its first deliveries are known.
+#[derive(Default)]
+struct Fresh {
+    /// Executions folded per attempt.
+    rows: Vec<execution::Execution>,
+    observations: Vec<Observation>,
+    usage_reports: Vec<usage::UsageDelta>,
+}
+
+impl Fresh {
+    /// Reads the events the inbox recorded now (`fresh`), by value so the steps' texts move
+    /// into the rows. `remove` takes each fresh event once, also when the batch repeats it.
+    fn read(events: Vec<Event>, mut fresh: HashSet<String>) -> Fresh {
+        let mut out = Fresh::default();
+        for event in events {
+            if !fresh.remove(&event.id) {
+                continue;
+            }
+            let steps: Vec<TaskLifecycle> = match event.payload {
+                Some(Payload::TaskLifecycle(step)) => vec![step],
+                Some(Payload::TaskLifecycles(batch)) => batch.steps,
+                Some(Payload::ApiUsage(report)) => {
+                    match events::usage(&report) {
+                        Ok(delta) => out.usage_reports.push(delta),
+                        Err(reason) => {
+                            tracing::warn!(event_id = %event.id, source = %event.source, %reason, "api usage report skipped");
+                        }
+                    }
+                    continue;
+                }
+                _ => {
+                    tracing::debug!(event_id = %event.id, source = %event.source, "event not for monitoring ignored");
+                    continue;
+                }
+            };
+            for step in steps {
+                let (phase, leased_unsent) = (step.phase, step.leased_unsent);
+                match events::execution(step) {
+                    Ok(Some(row)) => {
+                        out.observations.push(Observation::of(&row, leased_unsent));
+                        out.rows.push(row);
+                    }
+                    Ok(None) => {
+                        tracing::debug!(event_id = %event.id, phase, "task phase not recorded");
+                    }
+                    Err(reason) => {
+                        tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle step skipped");
+                    }
+                }
+            }
+        }
+        out.rows = execution::fold(std::mem::take(&mut out.rows));
+        out.usage_reports = usage::fold(std::mem::take(&mut out.usage_reports));
+        out
+    }
+
+    /// The ended attempts, in key order: rows are written in that order, so concurrent
+    /// batches that share attempts lock them in the same order and cannot deadlock. Running
+    /// attempts live in the active view only; an ended one is written to the history once,
+    /// when it ends (see `crate::active`). Sorted as references: an execution is a few
+    /// hundred bytes, and a sort moves what it sorts.
+    fn ended(&self) -> Vec<&execution::Execution> {
+        let mut ended: Vec<&execution::Execution> = self
+            .rows
+            .iter()
+            .filter(|e| e.status != execution::Status::Running)
+            .collect();
+        ended.sort_unstable_by(|a, b| {
+            (&a.run_id, &a.task_id, a.attempt).cmp(&(&b.run_id, &b.task_id, b.attempt))
+        });
+        ended
+    }
+}
+
+impl MonitoringApi {
+    /// Records the batch's event ids in the inbox and applies the fresh events, in one
+    /// transaction. Returns what the fresh events held and how many there were.
+    async fn apply(
+        &self,
+        events: Vec<Event>,
+        ids: &[(&str, &str)],
+        has_usage: bool,
+    ) -> Result<(Fresh, usize), Error> {
+        // On PostgreSQL the history is written with COPY, which sea-orm cannot issue, so the
+        // transaction is held on the driver's connection. API usage reports (the gateway's
+        // batches, which carry no task steps) are added through sea-orm.
+        if switchyard_runtime::db::is_postgres(&self.db) && !has_usage {
+            let mut txn = self
+                .db
+                .get_postgres_connection_pool()
+                .begin()
+                .await
+                .map_err(driver_error)?;
+            let fresh = inbox::first_deliveries_postgres(&mut txn, ids).await?;
+            let accepted = fresh.len();
+            let read = Fresh::read(events, fresh);
+            executions::upsert_postgres(&mut txn, &read.ended()).await?;
+            txn.commit().await.map_err(driver_error)?;
+            return Ok((read, accepted));
+        }
+        let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+        let fresh = inbox::first_deliveries(&txn, ids).await?;
+        let accepted = fresh.len();
+        let read = Fresh::read(events, fresh);
+        executions::upsert(&txn, &read.ended()).await?;
+        usage::add(&txn, &read.usage_reports).await?;
+        txn.commit().await?;
+        Ok((read, accepted))
+    }
+}
 
 #[tonic::async_trait]
 impl EventSink for MonitoringApi {
@@ -40,86 +154,30 @@ impl EventSink for MonitoringApi {
                 "every event needs an id of at most 36 characters",
             ));
         }
-        let mut seen = HashSet::with_capacity(events.len());
-        let unique: Vec<_> = events
+        let received = events.len();
+        let has_usage = events
             .iter()
-            .filter(|e| seen.insert(e.id.as_str()))
-            .collect();
-        // Rows are written in key order, so concurrent batches that share events or attempts
-        // lock them in the same order and cannot deadlock.
-        let mut ids: Vec<(&str, &str)> = unique
+            .any(|e| matches!(e.payload, Some(Payload::ApiUsage(_))));
+        // Event ids in key order, for the same reason as the rows (see `Fresh::ended`).
+        let ids: Vec<(String, String)> = {
+            let mut seen = HashSet::with_capacity(events.len());
+            let mut ids: Vec<(String, String)> = events
+                .iter()
+                .filter(|e| seen.insert(e.id.as_str()))
+                .map(|e| (e.id.clone(), e.source.clone()))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let borrowed: Vec<(&str, &str)> = ids
             .iter()
-            .map(|e| (e.id.as_str(), e.source.as_str()))
+            .map(|(id, source)| (id.as_str(), source.as_str()))
             .collect();
-        ids.sort_unstable();
-        let txn = switchyard_runtime::db::write_txn(&self.db)
-            .await
-            .map_err(Error::from)?;
-        let mut fresh = inbox::first_deliveries(&txn, &ids)
-            .await
-            .map_err(Error::from)?;
-        let (accepted, received) = (fresh.len(), events.len());
-        let mut rows = Vec::new();
-        let mut observations = Vec::new();
-        let mut usage_reports = Vec::new();
-        // By value, so the steps' texts move into the rows. `remove` takes each fresh event
-        // once, also when the batch repeats it.
-        for event in events {
-            if !fresh.remove(&event.id) {
-                continue;
-            }
-            let steps: Vec<TaskLifecycle> = match event.payload {
-                Some(Payload::TaskLifecycle(step)) => vec![step],
-                Some(Payload::TaskLifecycles(batch)) => batch.steps,
-                Some(Payload::ApiUsage(report)) => {
-                    match events::usage(&report) {
-                        Ok(delta) => usage_reports.push(delta),
-                        Err(reason) => {
-                            tracing::warn!(event_id = %event.id, source = %event.source, %reason, "api usage report skipped");
-                        }
-                    }
-                    continue;
-                }
-                _ => {
-                    tracing::debug!(event_id = %event.id, source = %event.source, "event not for monitoring ignored");
-                    continue;
-                }
-            };
-            for step in steps {
-                let (phase, leased_unsent) = (step.phase, step.leased_unsent);
-                match events::execution(step) {
-                    Ok(Some(row)) => {
-                        observations.push(Observation::of(&row, leased_unsent));
-                        rows.push(row);
-                    }
-                    Ok(None) => {
-                        tracing::debug!(event_id = %event.id, phase, "task phase not recorded");
-                    }
-                    Err(reason) => {
-                        tracing::warn!(event_id = %event.id, source = %event.source, %reason, "task lifecycle step skipped");
-                    }
-                }
-            }
-        }
-        let rows = execution::fold(rows);
-        // Running attempts live in the active view only; an ended one is written to the
-        // history once, when it ends (see `crate::active`).
-        let view_ops = crate::active::ingest::ops(&rows);
-        // Sorted as references: an execution is a few hundred bytes, and a sort moves what
-        // it sorts.
-        let mut ended: Vec<&execution::Execution> = rows
-            .iter()
-            .filter(|e| e.status != execution::Status::Running)
-            .collect();
-        ended.sort_unstable_by(|a, b| {
-            (&a.run_id, &a.task_id, a.attempt).cmp(&(&b.run_id, &b.task_id, b.attempt))
-        });
-        executions::upsert(&txn, &ended).await?;
-        usage::add(&txn, &usage::fold(usage_reports)).await?;
-        txn.commit().await.map_err(Error::from)?;
+        let (fresh, accepted) = self.apply(events, &borrowed, has_usage).await?;
         // After the commit: a batch that fails is delivered again and must not count twice.
-        Observation::record_all(&observations);
-        self.update_active_view(&view_ops).await;
+        Observation::record_all(&fresh.observations);
+        self.update_active_view(&crate::active::ingest::ops(&fresh.rows))
+            .await;
         Ok(Response::new(DeliverResponse {
             accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
             duplicates: u32::try_from(received - accepted).unwrap_or(u32::MAX),

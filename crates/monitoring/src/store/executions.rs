@@ -26,9 +26,12 @@ use sea_orm::{
 use super::entity::task_execution::{ActiveModel, Column, Entity, Model};
 use crate::domain::execution::{Execution, Status};
 use crate::domain::visibility::Visible;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::store::history_copy;
 use crate::store::history_ids::{self, Projects};
 use crate::store::is_unique_violation;
+use sea_orm::sqlx::{Connection, PgConnection};
+use switchyard_runtime::db::driver_error;
 
 /// Rows per statement: 24 parameters each stays far below both databases' limits.
 const CHUNK: usize = 500;
@@ -36,7 +39,7 @@ const CHUNK: usize = 500;
 const TABLE: &str = "task_executions";
 
 /// An execution's task, run and project ids as the history stores them.
-fn stored_ids(e: &Execution) -> Result<[Uuid; 3]> {
+pub(crate) fn stored_ids(e: &Execution) -> Result<[Uuid; 3]> {
     Ok([
         history_ids::required("task_id", &e.task_id)?,
         history_ids::required("run_id", &e.run_id)?,
@@ -333,6 +336,84 @@ where
             .exec_without_returning(conn)
             .await?;
     }
+    Ok(())
+}
+
+/// [`upsert`] on a PostgreSQL connection that sea-orm does not wrap, inside the caller's
+/// transaction: the plain insert is a `COPY` (see [`history_copy`]), in a savepoint, and a
+/// batch that meets a stored attempt is written again with the merging insert.
+pub async fn upsert_postgres<E: std::borrow::Borrow<Execution>>(
+    conn: &mut PgConnection,
+    rows: &[E],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut savepoint = Connection::begin(&mut *conn).await.map_err(driver_error)?;
+    match history_copy::copy(&mut savepoint, rows).await {
+        Ok(_) => savepoint.commit().await.map_err(driver_error)?,
+        Err(Error::Database(error)) if is_unique_violation(&error) => {
+            savepoint.rollback().await.map_err(driver_error)?;
+            merge_postgres(conn, rows).await?;
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(())
+}
+
+/// The merging insert of [`postgres_insert`], its arrays bound as the driver's own types.
+async fn merge_postgres<E: std::borrow::Borrow<Execution>>(
+    conn: &mut PgConnection,
+    rows: &[E],
+) -> Result<()> {
+    let rows: Vec<&Execution> = rows.iter().map(|e| e.borrow()).collect();
+    let ids = rows
+        .iter()
+        .map(|e| stored_ids(e))
+        .collect::<Result<Vec<_>>>()?;
+    let id = |which: usize| ids.iter().map(|i| i[which]).collect::<Vec<Uuid>>();
+    let int = |of: fn(&Execution) -> i32| rows.iter().map(|e| of(e)).collect::<Vec<i32>>();
+    let text = |of: fn(&Execution) -> &str| {
+        rows.iter()
+            .map(|e| of(e).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let number = |of: fn(&Execution) -> Option<i64>| {
+        rows.iter()
+            .map(|e| of(e).unwrap_or(NO_NUMBER))
+            .collect::<Vec<i64>>()
+    };
+    let time = |of: fn(&Execution) -> Option<DateTime<Utc>>| {
+        rows.iter()
+            .map(|e| of(e).unwrap_or(NO_TIME))
+            .collect::<Vec<DateTime<Utc>>>()
+    };
+    // In the order of `COLUMNS`.
+    sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(postgres_insert(true)))
+        .bind(id(0))
+        .bind(int(|e| e.attempt))
+        .bind(id(1))
+        .bind(id(2))
+        .bind(text(|e| &e.workflow))
+        .bind(text(|e| &e.node))
+        .bind(int(|e| e.shard_index))
+        .bind(int(|e| e.shard_count))
+        .bind(int(|e| e.iteration))
+        .bind(text(|e| e.status.as_str()))
+        .bind(text(|e| &e.agent_id))
+        .bind(number(|e| e.exit_code.map(i64::from)))
+        .bind(text(|e| &e.error))
+        .bind(text(|e| &e.retry_reason))
+        .bind(time(|e| e.queued_at))
+        .bind(time(|e| e.started_at))
+        .bind(time(|e| e.finished_at))
+        .bind(time(|e| e.not_before))
+        .bind(number(Execution::wait_ms))
+        .bind(number(Execution::run_ms))
+        .bind(number(|e| Some(e.precedence())))
+        .execute(conn)
+        .await
+        .map_err(driver_error)?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod durations;
 pub mod entity;
 pub mod executions;
+pub mod history_copy;
 pub mod history_ids;
 pub mod statistics;
 pub mod usage;

@@ -68,3 +68,30 @@ pub async fn first_deliveries<C: ConnectionTrait>(
     }
     Ok(fresh)
 }
+
+/// [`first_deliveries`] on a PostgreSQL connection that sea-orm does not wrap (a consumer
+/// that writes its effects with `COPY`, which sea-orm cannot issue, holds its transaction
+/// on such a connection). The same rows, in the given order (callers sort them, so that
+/// concurrent batches lock in the same order), and the same answer.
+pub async fn first_deliveries_postgres(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    events: &[(&str, &str)],
+) -> Result<HashSet<String>, DbErr> {
+    use sea_orm::sqlx::Row;
+    let (ids, sources): (Vec<&str>, Vec<&str>) = events.iter().copied().unzip();
+    let rows = sea_orm::sqlx::query(
+        "INSERT INTO inbox_events (event_id, source, received_at) \
+         SELECT event_id, source, $3 FROM unnest($1::text[], $2::text[]) \
+         WITH ORDINALITY AS v(event_id, source, n) ORDER BY n \
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind(ids)
+    .bind(sources)
+    .bind(Utc::now())
+    .fetch_all(conn)
+    .await
+    .map_err(crate::db::driver_error)?;
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(crate::db::driver_error))
+        .collect()
+}
