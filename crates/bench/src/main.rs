@@ -1,7 +1,7 @@
 //! `make bench`: figures a reader can compare across commits. Runs the real services against
 //! this machine's PostgreSQL and Redis (a fresh schema, dropped afterwards).
 //!
-//! `switchyard-bench [gateway|engine|worker|monitoring]...` runs the named benchmarks (all when none is named):
+//! `switchyard-bench [gateway|engine|worker|monitoring|history]...` runs the named benchmarks (all when none is named):
 //! - gateway: authenticated `GET /api/v1/runs/{id}` rate and latency;
 //! - engine: the scheduler's run engine: throughput, enqueue-to-start latency, a 40-step
 //!   sequential workflow's overhead, and a 1,000-shard fan-out and fan-in;
@@ -11,6 +11,8 @@
 //!   short segments on two clusters, and the cost;
 //!   `worker-without-events` runs one pass of the worker workload with them off (to profile
 //!   the side without monitoring).
+//! - history: what one ended attempt costs monitoring's execution history on PostgreSQL
+//!   (the largest part of monitoring's database time), isolated from the rest.
 //!
 //! One part of the engine benchmark alone: `engine-throughput`, `engine-latency`,
 //! `engine-sequential`, `engine-fan-out` (for profiling one workload).
@@ -20,6 +22,7 @@
 mod cpu;
 mod engine;
 mod gateway;
+mod history;
 mod monitoring;
 mod stats;
 mod worker;
@@ -50,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("monitoring") {
         Box::pin(monitoring::overhead()).await?;
+    }
+    if runs("history") {
+        history::run().await?;
     }
     if runs("gateway") {
         Box::pin(gateway::run()).await?;
