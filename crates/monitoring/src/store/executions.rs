@@ -241,27 +241,48 @@ fn postgres_insert(merge: bool) -> &'static str {
     })
 }
 
+/// One column's values across a batch, typed as the driver binds them.
+enum ColumnArray {
+    Id(Vec<Uuid>),
+    Int(Vec<i32>),
+    Text(Vec<String>),
+    Number(Vec<i64>),
+    Time(Vec<DateTime<Utc>>),
+}
+
+impl ColumnArray {
+    fn value(self) -> sea_orm::Value {
+        match self {
+            ColumnArray::Id(v) => v.into(),
+            ColumnArray::Int(v) => v.into(),
+            ColumnArray::Text(v) => v.into(),
+            ColumnArray::Number(v) => v.into(),
+            ColumnArray::Time(v) => v.into(),
+        }
+    }
+}
+
 /// The executions as one array per column of [`COLUMNS`], in its order.
-fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Result<Vec<sea_orm::Value>> {
+fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Result<Vec<ColumnArray>> {
     fn each<E: std::borrow::Borrow<Execution>, T>(
         rows: &[E],
         of: impl Fn(&Execution) -> T,
     ) -> Vec<T> {
         rows.iter().map(|e| of(e.borrow())).collect()
     }
-    let text = |of: fn(&Execution) -> &str| sea_orm::Value::from(each(rows, |e| of(e).to_owned()));
-    let int = |of: fn(&Execution) -> i32| sea_orm::Value::from(each(rows, of));
+    let text = |of: fn(&Execution) -> &str| ColumnArray::Text(each(rows, |e| of(e).to_owned()));
+    let int = |of: fn(&Execution) -> i32| ColumnArray::Int(each(rows, of));
     let number = |of: fn(&Execution) -> Option<i64>| {
-        sea_orm::Value::from(each(rows, |e| of(e).unwrap_or(NO_NUMBER)))
+        ColumnArray::Number(each(rows, |e| of(e).unwrap_or(NO_NUMBER)))
     };
     let time = |of: fn(&Execution) -> Option<DateTime<Utc>>| {
-        sea_orm::Value::from(each(rows, |e| of(e).unwrap_or(NO_TIME)))
+        ColumnArray::Time(each(rows, |e| of(e).unwrap_or(NO_TIME)))
     };
     let ids = rows
         .iter()
         .map(|e| stored_ids(e.borrow()))
         .collect::<Result<Vec<_>>>()?;
-    let id = |which: usize| sea_orm::Value::from(ids.iter().map(|i| i[which]).collect::<Vec<_>>());
+    let id = |which: usize| ColumnArray::Id(ids.iter().map(|i| i[which]).collect());
     Ok(vec![
         id(0),
         int(|e| e.attempt),
@@ -283,7 +304,7 @@ fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Result<Vec<se
         time(|e| e.not_before),
         number(Execution::wait_ms),
         number(Execution::run_ms),
-        sea_orm::Value::from(each(rows, Execution::precedence)),
+        ColumnArray::Number(each(rows, Execution::precedence)),
     ])
 }
 
@@ -309,7 +330,7 @@ where
             Ok(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,
                 postgres_insert(merge),
-                column_arrays(rows)?,
+                column_arrays(rows)?.into_iter().map(ColumnArray::value),
             ))
         };
         let plain = statement(false)?;
@@ -366,54 +387,17 @@ async fn merge_postgres<E: std::borrow::Borrow<Execution>>(
     conn: &mut PgConnection,
     rows: &[E],
 ) -> Result<()> {
-    let rows: Vec<&Execution> = rows.iter().map(|e| e.borrow()).collect();
-    let ids = rows
-        .iter()
-        .map(|e| stored_ids(e))
-        .collect::<Result<Vec<_>>>()?;
-    let id = |which: usize| ids.iter().map(|i| i[which]).collect::<Vec<Uuid>>();
-    let int = |of: fn(&Execution) -> i32| rows.iter().map(|e| of(e)).collect::<Vec<i32>>();
-    let text = |of: fn(&Execution) -> &str| {
-        rows.iter()
-            .map(|e| of(e).to_owned())
-            .collect::<Vec<String>>()
-    };
-    let number = |of: fn(&Execution) -> Option<i64>| {
-        rows.iter()
-            .map(|e| of(e).unwrap_or(NO_NUMBER))
-            .collect::<Vec<i64>>()
-    };
-    let time = |of: fn(&Execution) -> Option<DateTime<Utc>>| {
-        rows.iter()
-            .map(|e| of(e).unwrap_or(NO_TIME))
-            .collect::<Vec<DateTime<Utc>>>()
-    };
-    // In the order of `COLUMNS`.
-    sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(postgres_insert(true)))
-        .bind(id(0))
-        .bind(int(|e| e.attempt))
-        .bind(id(1))
-        .bind(id(2))
-        .bind(text(|e| &e.workflow))
-        .bind(text(|e| &e.node))
-        .bind(int(|e| e.shard_index))
-        .bind(int(|e| e.shard_count))
-        .bind(int(|e| e.iteration))
-        .bind(text(|e| e.status.as_str()))
-        .bind(text(|e| &e.agent_id))
-        .bind(number(|e| e.exit_code.map(i64::from)))
-        .bind(text(|e| &e.error))
-        .bind(text(|e| &e.retry_reason))
-        .bind(time(|e| e.queued_at))
-        .bind(time(|e| e.started_at))
-        .bind(time(|e| e.finished_at))
-        .bind(time(|e| e.not_before))
-        .bind(number(Execution::wait_ms))
-        .bind(number(Execution::run_ms))
-        .bind(number(|e| Some(e.precedence())))
-        .execute(conn)
-        .await
-        .map_err(driver_error)?;
+    let mut query = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(postgres_insert(true)));
+    for column in column_arrays(rows)? {
+        query = match column {
+            ColumnArray::Id(v) => query.bind(v),
+            ColumnArray::Int(v) => query.bind(v),
+            ColumnArray::Text(v) => query.bind(v),
+            ColumnArray::Number(v) => query.bind(v),
+            ColumnArray::Time(v) => query.bind(v),
+        };
+    }
+    query.execute(conn).await.map_err(driver_error)?;
     Ok(())
 }
 
