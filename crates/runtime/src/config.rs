@@ -216,6 +216,10 @@ pub struct DatabaseConfig {
     /// Pooled connections idle longer than this are pinged before use.
     #[serde(with = "humantime_serde")]
     pub ping_after_idle: Duration,
+    /// How often the service looks for tables of its schema that need vacuuming while the
+    /// server's autovacuum is off (see `crate::vacuum`); zero never looks. PostgreSQL only.
+    #[serde(with = "humantime_serde")]
+    pub vacuum_interval: Duration,
 }
 
 impl DatabaseConfig {
@@ -241,6 +245,7 @@ impl Default for DatabaseConfig {
             acquire_timeout: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(1),
             ping_after_idle: Duration::from_secs(10),
+            vacuum_interval: Duration::from_secs(60),
         }
     }
 }

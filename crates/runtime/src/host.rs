@@ -159,6 +159,11 @@ where
     server.routes.install(built.routes);
     server.readiness.set_serving(&built.health_names).await;
     let mut tasks = built.tasks;
+    tasks.push(tokio::spawn(crate::vacuum::keep(
+        db.clone(),
+        config.database.vacuum_interval,
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(watch_database(
         db,
         server.readiness.clone(),

@@ -20,5 +20,6 @@ pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod vacuum;
 
 pub use error::{ErrorCode, RuntimeError};

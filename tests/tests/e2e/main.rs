@@ -36,3 +36,4 @@ mod suites;
 mod sweeper_plans;
 mod task_history;
 mod timeouts;
+mod vacuum;
