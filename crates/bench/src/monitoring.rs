@@ -11,7 +11,9 @@
 //! side a few seconds apart. The cost is then given two ways: the sides' medians compared,
 //! and the median of the pairs' own changes, with a distribution-free interval around it.
 //! Both clusters live through the whole benchmark, so their tables grow alike; the idle one
-//! costs little (its relays' polls), and it costs both sides' segments alike.
+//! costs little (its relays' polls), and it costs both sides' segments alike. Each segment
+//! starts after a vacuum of what had fallen due in its cluster and a checkpoint (see
+//! `worker::measure`), so neither side is charged for upkeep that happened to land in it.
 
 use std::collections::BTreeMap;
 
