@@ -124,7 +124,12 @@ pub async fn keep(db: DatabaseConnection, interval: Duration, shutdown: Shutdown
             () = tokio::time::sleep(interval) => {}
             () = shutdown.cancelled() => return,
         }
-        if let Err(error) = round(&db, &mut warned).await {
+        // A long VACUUM must not hold up the drain: shutdown drops the round.
+        let outcome = tokio::select! {
+            outcome = round(&db, &mut warned) => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        if let Err(error) = outcome {
             tracing::warn!(%error, "vacuuming the service's tables failed");
         }
     }
