@@ -11,9 +11,9 @@
 //! autovacuum's naptime) and, only while the server's autovacuum is off, does what autovacuum
 //! would have done, by the server's own autovacuum thresholds: `VACUUM (ANALYZE)` on the tables
 //! with enough dead rows, `ANALYZE` on those that only changed enough. `SKIP_LOCKED` leaves a
-//! table that another replica is at that moment, so replicas do not queue behind each other.
-//! Where autovacuum is on, this does nothing. SQLite needs none of it (it has no dead row
-//! versions to reclaim).
+//! table that another replica is vacuuming at that moment, so replicas do not queue behind each
+//! other. Where autovacuum is on, this does nothing. SQLite needs none of it (it has no dead
+//! row versions to reclaim).
 
 use std::time::{Duration, Instant};
 
@@ -28,16 +28,18 @@ use crate::shutdown::Shutdown;
 /// than an `ANALYZE` (a table that only grew, such as a history, needs no vacuum to stay
 /// fast, and vacuuming it each time would read it again and again).
 const DUE: &str = "\
-    SELECT relname::text AS name, format('%I.%I', schemaname, relname) AS qualified, \
-           n_dead_tup > current_setting('autovacuum_vacuum_threshold')::float8 \
-             + current_setting('autovacuum_vacuum_scale_factor')::float8 * n_live_tup AS vacuum \
-    FROM pg_stat_user_tables \
-    WHERE schemaname = current_schema() \
-      AND (n_dead_tup > current_setting('autovacuum_vacuum_threshold')::float8 \
-             + current_setting('autovacuum_vacuum_scale_factor')::float8 * n_live_tup \
-        OR n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8 \
-             + current_setting('autovacuum_analyze_scale_factor')::float8 * n_live_tup) \
-    ORDER BY n_dead_tup DESC";
+    SELECT name, qualified, dead > vacuum_at AS vacuum FROM ( \
+        SELECT relname::text AS name, format('%I.%I', schemaname, relname) AS qualified, \
+               n_dead_tup AS dead, n_mod_since_analyze AS changed, \
+               current_setting('autovacuum_vacuum_threshold')::float8 \
+                 + current_setting('autovacuum_vacuum_scale_factor')::float8 * n_live_tup \
+                 AS vacuum_at, \
+               current_setting('autovacuum_analyze_threshold')::float8 \
+                 + current_setting('autovacuum_analyze_scale_factor')::float8 * n_live_tup \
+                 AS analyze_at \
+        FROM pg_stat_user_tables WHERE schemaname = current_schema()) AS tables \
+    WHERE dead > vacuum_at OR changed > analyze_at \
+    ORDER BY dead DESC";
 
 /// Whether the server's autovacuum is on (`SHOW autovacuum`). Autovacuum also needs
 /// `track_counts`; a server without it has no dead-row counts for this module either.
