@@ -1,18 +1,18 @@
 //! Retention of the execution history: attempts that ended longer ago than the configured age
 //! are deleted in chunks, once across replicas (a transaction-scoped advisory lock per round;
-//! a replica that finds it taken skips the round), and the count is logged. Attempts still
-//! running are never deleted, however old. Resolved alerts past the same age go in the same
-//! round (`alerts::retention`).
+//! a replica that finds it taken skips the round), and the count is logged. It goes by when
+//! an attempt ended (running attempts never reach the history). Resolved alerts past the same
+//! age go in the same round (`alerts::retention`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::DatabaseConnection;
 use switchyard_runtime::shutdown::Shutdown;
 
 use crate::config::RetentionConfig;
 use crate::error::Result;
-use crate::store::entity::task_execution;
+use crate::store::executions;
 
 /// Rows deleted per transaction, so one round never holds locks for long.
 const CHUNK: u64 = 5_000;
@@ -27,25 +27,14 @@ pub async fn apply(db: &DatabaseConnection, cutoff: DateTime<Utc>) -> Result<Opt
             txn.rollback().await?;
             return Ok(None);
         }
-        let ids: Vec<i64> = task_execution::Entity::find()
-            .select_only()
-            .column(task_execution::Column::Id)
-            .filter(task_execution::Column::FinishedAt.lt(cutoff))
-            .limit(CHUNK)
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        if ids.is_empty() {
+        let done = executions::delete_ended_before(&txn, cutoff, CHUNK).await?;
+        if done == 0 {
             txn.rollback().await?;
             break;
         }
-        let done = task_execution::Entity::delete_many()
-            .filter(task_execution::Column::Id.is_in(ids.iter().copied()))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
-        deleted += done.rows_affected;
-        if (ids.len() as u64) < CHUNK {
+        deleted += done;
+        if done < CHUNK {
             break;
         }
     }

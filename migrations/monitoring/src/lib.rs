@@ -12,6 +12,7 @@ mod m20261129_000002_api_checks;
 mod m20261130_000001_drop_running_index;
 mod m20261201_000001_run_attempt_index;
 mod m20261201_000002_uuid_ids;
+mod m20261202_000001_natural_history_key;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_drop_running_index::Migration),
             Box::new(m20261201_000001_run_attempt_index::Migration),
             Box::new(m20261201_000002_uuid_ids::Migration),
+            Box::new(m20261202_000001_natural_history_key::Migration),
         ]
     }
 }

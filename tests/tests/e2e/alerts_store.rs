@@ -59,7 +59,9 @@ async fn attempt(conn: &DatabaseConnection, task: u32, number: i32, status: &str
         workflow: Set("w".into()),
         node: Set("t".into()),
         status: Set(status.into()),
-        finished_at: Set((status != "running").then(|| now - Duration::minutes(1))),
+        // Running attempts no longer reach the history; rows an older version wrote as
+        // running took a finish time when the attempt's key became the primary key.
+        finished_at: Set(now - Duration::minutes(1)),
         precedence: Set(1),
         updated_at: Set(now),
         ..Default::default()

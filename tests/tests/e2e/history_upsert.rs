@@ -105,7 +105,7 @@ async fn history_upsert(db: TestDatabase, how: Write) {
     );
     assert_eq!(row.started_at, earlier.started_at);
     assert_eq!(row.wait_ms, Some(1000));
-    assert_eq!(row.finished_at, Some(now));
+    assert_eq!(row.finished_at, now);
 
     // A repeat changes nothing, not even the update time.
     upsert(&conn, how, std::slice::from_ref(&earlier)).await;
@@ -169,11 +169,30 @@ async fn history_upsert(db: TestDatabase, how: Write) {
     assert_eq!(stored(&conn, 2_001).await.status, "cancelled");
     let total = Entity::find().all(&conn).await.unwrap().len();
     assert_eq!(total, 1 + many.len() + 2, "one row per attempt");
+
+    // An ending without a time counts as finished when the history wrote it, on the plain
+    // path and on the merging one (its batch meets a stored attempt).
+    let written_after = Utc::now() - Duration::seconds(1);
+    upsert(&conn, how, &[attempt(3_000, now, Status::Succeeded, None)]).await;
+    let untimed_and_stored = [
+        attempt(3_001, now, Status::Failed, None),
+        attempt(2_000, now, Status::Succeeded, Some(now)),
+    ];
+    upsert(&conn, how, &untimed_and_stored).await;
+    let written_before = Utc::now() + Duration::seconds(1);
+    for n in [3_000, 3_001] {
+        let finished = stored(&conn, n).await.finished_at;
+        assert!(
+            written_after <= finished && finished <= written_before,
+            "attempt {n} finished at {finished}"
+        );
+    }
 }
 
-/// The migrations that merged the attempt and run indexes and made the ids UUIDs roll back
-/// and apply again with rows in the table: the rows come back as they were (on SQLite, text
-/// ids are rewritten as blobs and back), and the history keeps one row per attempt.
+/// The migrations that merged the attempt and run indexes, made the ids UUIDs and made the
+/// attempt's key the primary key roll back and apply again with rows in the table: the rows
+/// come back as they were (on SQLite, text ids are rewritten as blobs and back, and the table
+/// is rebuilt), and the history keeps one row per attempt.
 async fn history_migrations_round_trip(db: TestDatabase) {
     use sea_orm_migration::MigratorTrait;
     let conn = db.migrated::<Migrator>("monitoring").await;
@@ -185,7 +204,7 @@ async fn history_migrations_round_trip(db: TestDatabase) {
         .await
         .unwrap();
     let before = stored(&conn, 1).await;
-    Migrator::down(&conn, Some(2)).await.unwrap();
+    Migrator::down(&conn, Some(3)).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
     assert_eq!(stored(&conn, 1).await, before);
     let mut again = first.clone();
@@ -224,4 +243,80 @@ async fn history_upsert_on_postgres_by_copy() {
 #[tokio::test]
 async fn history_upsert_on_sqlite() {
     history_upsert(TestDatabase::sqlite(), Write::SeaOrm).await;
+}
+
+/// A row as a version before the attempt's key became the primary key stored it: the finish
+/// time may be missing, and running attempts were stored too.
+async fn legacy_row(
+    conn: &sea_orm::DatabaseConnection,
+    n: u32,
+    status: &str,
+    finished: Option<DateTime<Utc>>,
+    updated: DateTime<Utc>,
+) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Query};
+    let id = |text: &str| sea_orm::Value::from(text.parse::<uuid::Uuid>().unwrap());
+    let values: [(&str, sea_orm::Value); 12] = [
+        ("task_id", id(&task(n))),
+        ("attempt", 1.into()),
+        ("run_id", id(&task(0))),
+        ("project_id", id(PROJECT)),
+        ("node", "test".into()),
+        ("shard_index", 0.into()),
+        ("shard_count", 1.into()),
+        ("iteration", 0.into()),
+        ("status", status.into()),
+        ("finished_at", finished.into()),
+        (
+            "precedence",
+            finished.map_or(0, |t| t.timestamp_micros()).into(),
+        ),
+        ("updated_at", updated.into()),
+    ];
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new("task_executions"))
+        .columns(values.iter().map(|(name, _)| Alias::new(*name)))
+        .values_panic(values.into_iter().map(|(_, value)| value.into()));
+    conn.execute(&insert).await.unwrap();
+}
+
+/// The migration that made the attempt's key the primary key, over rows an older version
+/// stored: ended attempts stay (one without a finish time takes the time it was last
+/// written), running ones go, and the history takes new attempts by the new key.
+async fn natural_key_migration_over_legacy_rows(db: TestDatabase) {
+    use sea_orm_migration::MigratorTrait;
+    let conn = db.migrated::<Migrator>("monitoring").await;
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    let now = Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap();
+    let written = now - Duration::minutes(5);
+    legacy_row(&conn, 1, "succeeded", Some(now), written).await;
+    legacy_row(&conn, 2, "failed", None, written).await;
+    legacy_row(&conn, 3, "running", None, written).await;
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(stored(&conn, 1).await.finished_at, now);
+    assert_eq!(stored(&conn, 2).await.finished_at, written);
+    let left = Entity::find().all(&conn).await.unwrap();
+    assert_eq!(left.len(), 2, "the running attempt is gone: {left:?}");
+    upsert(
+        &conn,
+        Write::SeaOrm,
+        &[attempt(3, now, Status::Succeeded, Some(now))],
+    )
+    .await;
+    assert_eq!(stored(&conn, 3).await.status, "succeeded");
+    assert_eq!(Entity::find().all(&conn).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn natural_key_migration_over_legacy_rows_on_postgres() {
+    natural_key_migration_over_legacy_rows(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn natural_key_migration_over_legacy_rows_on_sqlite() {
+    natural_key_migration_over_legacy_rows(TestDatabase::sqlite()).await;
 }

@@ -18,8 +18,8 @@ async fn history(db: &TestDatabase) -> DatabaseConnection {
     conn
 }
 
-/// One attempt's row, ended `ended_days_ago` days ago (`None`: still running, started 90 days ago).
-async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: Option<i64>) {
+/// One attempt's row, started 90 days ago and ended `ended_days_ago` days ago.
+async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: i64) {
     let now = Utc::now();
     let id: uuid::Uuid = format!("00000000-0000-7000-8000-{n:012}").parse().unwrap();
     task_execution::ActiveModel {
@@ -32,25 +32,19 @@ async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: Option<i64>)
         shard_index: Set(0),
         shard_count: Set(1),
         iteration: Set(0),
-        status: Set(if ended_days_ago.is_some() {
-            "succeeded"
-        } else {
-            "running"
-        }
-        .into()),
+        status: Set("succeeded".into()),
         agent_id: Set("agent".into()),
         exit_code: Set(None),
         error: Set(String::new()),
         retry_reason: Set(String::new()),
         queued_at: Set(Some(now - Duration::days(90))),
         started_at: Set(Some(now - Duration::days(90))),
-        finished_at: Set(ended_days_ago.map(|d| now - Duration::days(d))),
+        finished_at: Set(now - Duration::days(ended_days_ago)),
         not_before: Set(None),
         wait_ms: Set(Some(0)),
         run_ms: Set(None),
-        precedence: Set(i64::from(ended_days_ago.is_some())),
+        precedence: Set(1),
         updated_at: Set(now),
-        ..Default::default()
     }
     .insert(conn)
     .await
@@ -65,10 +59,11 @@ async fn monitoring_retention_deletes_only_old_ended_attempts(db: TestDatabase) 
         Some(0),
         "empty database"
     );
-    attempt(&conn, 1, Some(45)).await;
-    attempt(&conn, 2, Some(31)).await;
-    attempt(&conn, 3, Some(2)).await;
-    attempt(&conn, 4, None).await;
+    attempt(&conn, 1, 45).await;
+    attempt(&conn, 2, 31).await;
+    attempt(&conn, 3, 2).await;
+    // Retention goes by when an attempt ended, not when it started.
+    attempt(&conn, 4, 1).await;
     assert_eq!(retention::apply(&conn, cutoff).await.unwrap(), Some(2));
     let mut left: Vec<String> = task_execution::Entity::find()
         .all(&conn)
@@ -84,7 +79,7 @@ async fn monitoring_retention_deletes_only_old_ended_attempts(db: TestDatabase) 
             "00000000-0000-7000-8000-000000000003".to_owned(),
             "00000000-0000-7000-8000-000000000004".to_owned()
         ],
-        "the recent attempt and the running one stay"
+        "the attempts that ended recently stay"
     );
     assert_eq!(
         retention::apply(&conn, cutoff).await.unwrap(),
@@ -107,7 +102,7 @@ async fn monitoring_retention_deletes_only_old_ended_attempts_on_sqlite() {
 async fn monitoring_retention_skips_while_another_replica_holds_the_job() {
     let db = TestDatabase::postgres().await;
     let conn = history(&db).await;
-    attempt(&conn, 1, Some(45)).await;
+    attempt(&conn, 1, 45).await;
     let holder = sea_orm::TransactionTrait::begin(&conn).await.unwrap();
     switchyard_runtime::db::hold_job_lock(&holder, "monitoring.retention")
         .await

@@ -155,8 +155,8 @@ pub struct ActiveQuery {
     pub cursor: Option<String>,
 }
 
-/// Execution history: one item per ended attempt, newest first (running attempts are listed
-/// by `tasks/active`).
+/// Execution history: one item per ended attempt, newest first by finish time (running
+/// attempts are listed by `tasks/active`).
 #[utoipa::path(get, path = "/api/v1/monitoring/tasks/history", tag = "monitoring",
     params(HistoryQuery),
     responses((status = 200, body = List<TaskExecution>), (status = "4XX", body = crate::error::ErrorBody)),

@@ -1,5 +1,6 @@
 //! MonitoringService's task listings: the execution history of ended attempts (filters by
-//! project, run, status and end time), newest first with an integer cursor (the row id),
+//! project, run, status and end time), newest first by finish time with a cursor naming the
+//! last row's place (see `store::history_cursor`),
 //! limited to what the caller may see (see `access`). Running attempts are not in the history
 //! (their row is written once, when they end): they are listed by `ListActiveTasks` from the
 //! active-task view (`active`), and judged by `ListStuckTasks` (`stuck`).
@@ -15,6 +16,7 @@ use super::MonitoringApi;
 use crate::domain::execution::Status as ExecutionStatus;
 use crate::store::entity::task_execution::Model;
 use crate::store::executions::{self, HistoryFilter};
+use crate::store::history_cursor::HistoryCursor;
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
@@ -24,28 +26,29 @@ fn context<T>(request: Request<T>) -> Result<(CallContext, T), Status> {
     Ok((ctx, request.into_inner()))
 }
 
-/// The page size and the cursor: rows with ids below it.
-fn page(request: Option<&PageRequest>) -> Result<(u64, Option<i64>), Status> {
+/// The page size and the cursor: rows that sort after it.
+fn page(request: Option<&PageRequest>) -> Result<(u64, Option<HistoryCursor>), Status> {
     let limit = match request.map(|p| u64::from(p.limit)).unwrap_or(0) {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
     };
-    let before = match request.map(|p| p.cursor.as_str()).unwrap_or_default() {
+    let after = match request.map(|p| p.cursor.as_str()).unwrap_or_default() {
         "" => None,
         cursor => Some(
-            cursor
-                .parse::<i64>()
-                .map_err(|_| Status::invalid_argument("cursor is not one this API returned"))?,
+            HistoryCursor::parse(cursor)
+                .ok_or_else(|| Status::invalid_argument("cursor is not one this API returned"))?,
         ),
     };
-    Ok((limit, before))
+    Ok((limit, after))
 }
 
 /// Trims the extra row fetched to detect a next page and names the cursor past this one.
 fn finish(rows: &mut Vec<Model>, limit: u64) -> PageResponse {
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.to_string()).unwrap_or_default()
+        rows.last()
+            .map(|r| HistoryCursor::after(r).to_string())
+            .unwrap_or_default()
     } else {
         String::new()
     };
@@ -81,7 +84,7 @@ fn execution_message(row: &Model) -> TaskExecution {
         retry_reason: row.retry_reason.clone(),
         queued_at: row.queued_at.map(to_proto),
         started_at: row.started_at.map(to_proto),
-        finished_at: row.finished_at.map(to_proto),
+        finished_at: Some(to_proto(row.finished_at)),
         wait: duration(row.wait_ms),
         run: duration(row.run_ms),
     }
@@ -125,9 +128,9 @@ impl MonitoringService for MonitoringApi {
     ) -> Result<Response<ListTaskHistoryResponse>, Status> {
         let (ctx, req) = context(request)?;
         let filter = history_filter(&req)?;
-        let (limit, before) = page(req.page.as_ref())?;
+        let (limit, after) = page(req.page.as_ref())?;
         let who = self.visible(&ctx, &req.project_id, "task.history").await?;
-        let mut rows = executions::history(&self.db, &who, &filter, before, limit + 1).await?;
+        let mut rows = executions::history(&self.db, &who, &filter, after, limit + 1).await?;
         let page = finish(&mut rows, limit);
         Ok(Response::new(ListTaskHistoryResponse {
             executions: rows.iter().map(execution_message).collect(),
@@ -185,8 +188,17 @@ mod tests {
         };
         assert_eq!(page(None).ok(), Some((50, None)));
         assert_eq!(page_of(10_000, "").ok(), Some((500, None)));
-        assert_eq!(page_of(5, "42").ok(), Some((5, Some(42))));
+        let cursor = "1764400000.000123456_00000000000000000000000000000007_00000000000000000000000000000009_2";
+        assert_eq!(
+            page_of(5, cursor).ok(),
+            Some((5, HistoryCursor::parse(cursor)))
+        );
+        assert!(HistoryCursor::parse(cursor).is_some());
         assert!(page_of(5, "garbage").is_err());
+        assert!(
+            page_of(5, "42").is_err(),
+            "the old integer cursors are refused"
+        );
     }
 
     #[test]

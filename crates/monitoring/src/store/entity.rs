@@ -3,12 +3,14 @@
 use switchyard_runtime::entity;
 
 entity!(task_execution, "task_executions", {
-    #[sea_orm(primary_key)]
-    pub id: i64,
     /// Ids of the scheduler's task, run and project: `uuid` on PostgreSQL, 16-byte blobs on
-    /// SQLite (see the migration `m20261201_000002_uuid_ids`).
+    /// SQLite (see the migration `m20261201_000002_uuid_ids`). The attempt's key, `(run_id,
+    /// task_id, attempt)`, is the primary key (see `m20261202_000001_natural_history_key`).
+    #[sea_orm(primary_key, auto_increment = false)]
     pub task_id: Uuid,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub attempt: i32,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub run_id: Uuid,
     pub project_id: Uuid,
     pub workflow: String,
@@ -23,7 +25,9 @@ entity!(task_execution, "task_executions", {
     pub retry_reason: String,
     pub queued_at: Option<DateTimeUtc>,
     pub started_at: Option<DateTimeUtc>,
-    pub finished_at: Option<DateTimeUtc>,
+    /// When the attempt ended; one stored without (an event that lacked it) took the time the
+    /// history wrote it.
+    pub finished_at: DateTimeUtc,
     pub not_before: Option<DateTimeUtc>,
     pub wait_ms: Option<i64>,
     pub run_ms: Option<i64>,

@@ -17,10 +17,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::prelude::Uuid;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Set, TransactionSession, TransactionTrait,
 };
 
 use super::entity::task_execution::{ActiveModel, Column, Entity, Model};
@@ -28,6 +28,7 @@ use crate::domain::execution::{Execution, Status};
 use crate::domain::visibility::Visible;
 use crate::error::{Error, Result};
 use crate::store::history_copy;
+use crate::store::history_cursor::HistoryCursor;
 use crate::store::history_ids::{self, Projects};
 use crate::store::is_unique_violation;
 use sea_orm::sqlx::{Connection, PgConnection};
@@ -50,7 +51,6 @@ pub(crate) fn stored_ids(e: &Execution) -> Result<[Uuid; 3]> {
 fn active_model(e: &Execution, now: DateTime<Utc>) -> Result<ActiveModel> {
     let [task_id, run_id, project_id] = stored_ids(e)?;
     Ok(ActiveModel {
-        id: NotSet,
         task_id: Set(task_id),
         attempt: Set(e.attempt),
         run_id: Set(run_id),
@@ -67,7 +67,8 @@ fn active_model(e: &Execution, now: DateTime<Utc>) -> Result<ActiveModel> {
         retry_reason: Set(e.retry_reason.clone()),
         queued_at: Set(e.queued_at),
         started_at: Set(e.started_at),
-        finished_at: Set(e.finished_at),
+        // An ending without a time counts as finished when the history wrote it.
+        finished_at: Set(e.finished_at.unwrap_or(now)),
         not_before: Set(e.not_before),
         wait_ms: Set(e.wait_ms()),
         run_ms: Set(e.run_ms()),
@@ -189,9 +190,11 @@ fn read_back(column: &str) -> String {
     match column {
         "exit_code" => format!("NULLIF(exit_code, {NO_NUMBER})::int"),
         "wait_ms" | "run_ms" => format!("NULLIF({column}, {NO_NUMBER})"),
-        "queued_at" | "started_at" | "finished_at" | "not_before" => {
+        "queued_at" | "started_at" | "not_before" => {
             format!("NULLIF({column}, 'epoch'::timestamptz)")
         }
+        // An ending without a time counts as finished when the history wrote it.
+        "finished_at" => "COALESCE(NULLIF(finished_at, 'epoch'::timestamptz), now())".to_owned(),
         _ => column.to_owned(),
     }
 }
@@ -308,7 +311,17 @@ fn column_arrays<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Result<Vec<Co
     ])
 }
 
-/// Applies executions (already folded: one per attempt) to the history.
+/// The ended executions of `rows`: running attempts never reach the history (they live in
+/// the active-task view, `crate::active`).
+fn ended<E: std::borrow::Borrow<Execution>>(rows: &[E]) -> Vec<&Execution> {
+    rows.iter()
+        .map(std::borrow::Borrow::borrow)
+        .filter(|e| e.status != Status::Running)
+        .collect()
+}
+
+/// Applies executions (already folded: one per attempt) to the history; running ones are
+/// left out.
 ///
 /// On PostgreSQL the batch is first inserted plainly, in a savepoint. An attempt's row is
 /// written when it ends, and the inbox has already dropped redelivered events, so a stored
@@ -322,6 +335,7 @@ where
     C: ConnectionTrait + TransactionTrait,
     E: std::borrow::Borrow<Execution>,
 {
+    let rows = &ended(rows);
     if rows.is_empty() {
         return Ok(());
     }
@@ -350,7 +364,7 @@ where
     for chunk in rows.chunks(CHUNK) {
         let models = chunk
             .iter()
-            .map(|e| active_model(e.borrow(), now))
+            .map(|e| active_model(e, now))
             .collect::<Result<Vec<_>>>()?;
         Entity::insert_many(models)
             .on_conflict(rule.clone())
@@ -367,6 +381,7 @@ pub async fn upsert_postgres<E: std::borrow::Borrow<Execution>>(
     conn: &mut PgConnection,
     rows: &[E],
 ) -> Result<()> {
+    let rows = &ended(rows);
     if rows.is_empty() {
         return Ok(());
     }
@@ -421,26 +436,38 @@ fn visible(query: sea_orm::Select<Entity>, visible: &Visible) -> Option<sea_orm:
 async fn page<C: ConnectionTrait>(
     conn: &C,
     query: sea_orm::Select<Entity>,
-    before: Option<i64>,
+    after: Option<HistoryCursor>,
     limit: u64,
 ) -> Result<Vec<Model>> {
-    let query = match before {
-        Some(id) => query.filter(Column::Id.lt(id)),
+    const ORDER: [Column; 4] = [
+        Column::FinishedAt,
+        Column::RunId,
+        Column::TaskId,
+        Column::Attempt,
+    ];
+    let query = match after {
+        Some(c) => query.filter(Expr::tuple(ORDER.map(Expr::col)).lt(Expr::tuple([
+            Expr::value(c.finished_at),
+            Expr::value(c.run_id),
+            Expr::value(c.task_id),
+            Expr::value(c.attempt),
+        ]))),
         None => query,
     };
-    Ok(query
-        .order_by_desc(Column::Id)
+    Ok(ORDER
+        .into_iter()
+        .fold(query, |query, column| query.order_by_desc(column))
         .limit(limit)
         .all(conn)
         .await?)
 }
 
-/// Ended attempts newest first (by when the history first heard of them), before the cursor.
+/// Ended attempts newest first (by finish time), after the cursor.
 pub async fn history<C: ConnectionTrait>(
     conn: &C,
     who: &Visible,
     filter: &HistoryFilter,
-    before: Option<i64>,
+    after: Option<HistoryCursor>,
     limit: u64,
 ) -> Result<Vec<Model>> {
     let Some(mut query) = visible(Entity::find(), who) else {
@@ -455,5 +482,25 @@ pub async fn history<C: ConnectionTrait>(
     if let Some(since) = filter.since {
         query = query.filter(Column::FinishedAt.gte(since));
     }
-    page(conn, query, before, limit).await
+    page(conn, query, after, limit).await
+}
+
+/// Deletes up to `limit` attempts that ended before `cutoff`, by their key. Returns how many.
+pub async fn delete_ended_before<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64> {
+    const KEY: [Column; 3] = [Column::RunId, Column::TaskId, Column::Attempt];
+    let old = Entity::find()
+        .select_only()
+        .columns(KEY)
+        .filter(Column::FinishedAt.lt(cutoff))
+        .limit(limit)
+        .into_query();
+    let done = Entity::delete_many()
+        .filter(Expr::tuple(KEY.map(Expr::col)).in_subquery(old))
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected)
 }

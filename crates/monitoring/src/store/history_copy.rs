@@ -20,7 +20,7 @@ use super::executions::stored_ids;
 use crate::domain::execution::Execution;
 use crate::error::{Error, Result};
 
-/// The columns, in the order every row's fields are encoded (`id` takes its default).
+/// The columns, in the order every row's fields are encoded.
 const COPY: &str = "COPY task_executions (task_id, attempt, run_id, project_id, workflow, \
      node, shard_index, shard_count, iteration, status, agent_id, exit_code, error, \
      retry_reason, queued_at, started_at, finished_at, not_before, wait_ms, run_ms, \
@@ -76,7 +76,13 @@ pub fn encode<E: Borrow<Execution>>(rows: &[E], now: DateTime<Utc>) -> Result<Ve
         }
         out.text(&e.error)?;
         out.text(&e.retry_reason)?;
-        for time in [e.queued_at, e.started_at, e.finished_at, e.not_before] {
+        // An ending without a time counts as finished when the history wrote it.
+        for time in [
+            e.queued_at,
+            e.started_at,
+            e.finished_at.or(Some(now)),
+            e.not_before,
+        ] {
             out.time(time);
         }
         for number in [e.wait_ms(), e.run_ms(), Some(e.precedence())] {

@@ -8,6 +8,7 @@ pub mod durations;
 pub mod entity;
 pub mod executions;
 pub mod history_copy;
+pub mod history_cursor;
 pub mod history_ids;
 pub mod statistics;
 pub mod usage;
