@@ -84,21 +84,17 @@ impl Fresh {
         out
     }
 
-    /// The ended attempts, in key order: rows are written in that order, so concurrent
-    /// batches that share attempts lock them in the same order and cannot deadlock. Running
-    /// attempts live in the active view only; an ended one is written to the history once,
-    /// when it ends (see `crate::active`). Sorted as references: an execution is a few
-    /// hundred bytes, and a sort moves what it sorts.
-    fn ended(&self) -> Vec<&execution::Execution> {
-        let mut ended: Vec<&execution::Execution> = self
-            .rows
-            .iter()
-            .filter(|e| e.status != execution::Status::Running)
-            .collect();
-        ended.sort_unstable_by(|a, b| {
+    /// The attempts in key order: rows are written in that order, so concurrent batches that
+    /// share attempts lock them in the same order and cannot deadlock. Running attempts are
+    /// among them, and the store leaves them out: they live in the active view only, and an
+    /// ended one is written to the history once, when it ends (see `crate::active`). Sorted
+    /// as references: an execution is a few hundred bytes, and a sort moves what it sorts.
+    fn in_key_order(&self) -> Vec<&execution::Execution> {
+        let mut rows: Vec<&execution::Execution> = self.rows.iter().collect();
+        rows.sort_unstable_by(|a, b| {
             (&a.run_id, &a.task_id, a.attempt).cmp(&(&b.run_id, &b.task_id, b.attempt))
         });
-        ended
+        rows
     }
 }
 
@@ -124,7 +120,7 @@ impl MonitoringApi {
             let fresh = inbox::first_deliveries_postgres(&mut txn, ids).await?;
             let accepted = fresh.len();
             let read = Fresh::read(events, fresh);
-            executions::upsert_postgres(&mut txn, &read.ended()).await?;
+            executions::upsert_postgres(&mut txn, &read.in_key_order()).await?;
             txn.commit().await.map_err(driver_error)?;
             return Ok((read, accepted));
         }
@@ -132,7 +128,7 @@ impl MonitoringApi {
         let fresh = inbox::first_deliveries(&txn, ids).await?;
         let accepted = fresh.len();
         let read = Fresh::read(events, fresh);
-        executions::upsert(&txn, &read.ended()).await?;
+        executions::upsert(&txn, &read.in_key_order()).await?;
         usage::add(&txn, &read.usage_reports).await?;
         txn.commit().await?;
         Ok((read, accepted))
@@ -158,7 +154,7 @@ impl EventSink for MonitoringApi {
         let has_usage = events
             .iter()
             .any(|e| matches!(e.payload, Some(Payload::ApiUsage(_))));
-        // Event ids in key order, for the same reason as the rows (see `Fresh::ended`).
+        // Event ids in key order, for the same reason as the rows (see `Fresh::in_key_order`).
         let ids: Vec<(String, String)> = {
             let mut seen = HashSet::with_capacity(events.len());
             let mut ids: Vec<(String, String)> = events
