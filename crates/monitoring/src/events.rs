@@ -1,12 +1,12 @@
 //! What monitoring consumes: the scheduler's `TaskLifecycle` events and the gateway's
 //! `ApiUsage` reports, read into
-//! [`Execution`]s at the boundary (each bad field named). Phases the history does not record
-//! (QUEUED, HEARTBEAT) read as nothing.
+//! [`Execution`]s at the boundary (each bad field named). A replay's QUEUED step reads as a
+//! [`Requeued`]; HEARTBEAT reads as nothing.
 
 use switchyard_proto::events::v1::{ApiUsage, TaskLifecycle, TaskPhase};
 use switchyard_runtime::time::from_proto;
 
-use crate::domain::execution::{Execution, Status};
+use crate::domain::execution::{Execution, Requeued, Status};
 use crate::domain::usage::Histogram;
 use crate::store::usage::{UsageDelta, minute_of};
 
@@ -63,6 +63,31 @@ pub fn execution(event: TaskLifecycle) -> Result<Option<Execution>, String> {
         finished_at: time(event.finished_at),
         not_before: time(event.not_before),
     }))
+}
+
+/// The requeue a QUEUED step (a dead letter's replay) describes. Its time is when the task
+/// became eligible again, or `now` when the step lacks it.
+pub fn requeued(
+    event: TaskLifecycle,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Requeued, String> {
+    Ok(Requeued {
+        at: event.queued_at.as_ref().and_then(from_proto).unwrap_or(now),
+        task_id: id("task_id", event.task_id)?,
+        run_id: id("run_id", event.run_id)?,
+        attempt: number("attempt", event.attempt)?,
+    })
+}
+
+/// Whether `events` hold a replay's QUEUED step (see [`requeued`]).
+pub fn has_requeue(events: &[switchyard_proto::events::v1::Event]) -> bool {
+    use switchyard_proto::events::v1::event::Payload;
+    let queued = |step: &TaskLifecycle| step.phase == TaskPhase::Queued as i32;
+    events.iter().any(|e| match &e.payload {
+        Some(Payload::TaskLifecycle(step)) => queued(step),
+        Some(Payload::TaskLifecycles(batch)) => batch.steps.iter().any(queued),
+        _ => false,
+    })
 }
 
 /// Longest route template and method a usage report may carry.
@@ -131,5 +156,51 @@ mod tests {
             ..event
         };
         assert_eq!(execution(huge), Err("attempt is out of range".to_owned()));
+    }
+
+    #[test]
+    fn a_replays_queued_step_reads_as_a_requeue() {
+        use switchyard_proto::events::v1::{Event, TaskLifecycleBatch, event::Payload};
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = chrono::Utc::now();
+        let queued_at = now - chrono::Duration::seconds(3);
+        let step = TaskLifecycle {
+            task_id: id.clone(),
+            run_id: id.clone(),
+            project_id: id.clone(),
+            attempt: 2,
+            phase: TaskPhase::Queued as i32,
+            queued_at: Some(switchyard_runtime::time::to_proto(queued_at)),
+            ..TaskLifecycle::default()
+        };
+        assert_eq!(execution(step.clone()), Ok(None), "no attempt to record");
+        let read = requeued(step.clone(), now).expect("a requeue");
+        assert_eq!((read.task_id.as_str(), read.attempt), (id.as_str(), 2));
+        assert_eq!(read.at, queued_at);
+        let untimed = TaskLifecycle {
+            queued_at: None,
+            ..step.clone()
+        };
+        assert_eq!(requeued(untimed, now).map(|r| r.at), Ok(now));
+        let bad = TaskLifecycle {
+            task_id: "t".into(),
+            ..step.clone()
+        };
+        assert_eq!(requeued(bad, now), Err("task_id is not an id".to_owned()));
+
+        let event = |steps: Vec<TaskLifecycle>| Event {
+            id: "e".into(),
+            payload: Some(Payload::TaskLifecycles(TaskLifecycleBatch { steps })),
+            ..Event::default()
+        };
+        let leased = TaskLifecycle {
+            phase: TaskPhase::Leased as i32,
+            ..step.clone()
+        };
+        assert!(!has_requeue(&[event(vec![leased.clone()])]));
+        assert!(has_requeue(&[
+            event(vec![leased.clone()]),
+            event(vec![leased, step])
+        ]));
     }
 }

@@ -13,6 +13,7 @@ mod m20261130_000001_drop_running_index;
 mod m20261201_000001_run_attempt_index;
 mod m20261201_000002_uuid_ids;
 mod m20261202_000001_natural_history_key;
+mod m20261203_000001_dead_letter_replays;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_run_attempt_index::Migration),
             Box::new(m20261201_000002_uuid_ids::Migration),
             Box::new(m20261202_000001_natural_history_key::Migration),
+            Box::new(m20261203_000001_dead_letter_replays::Migration),
         ]
     }
 }

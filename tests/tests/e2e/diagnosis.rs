@@ -4,7 +4,7 @@
 //! backoff and on an upstream node, and each diagnosis says so in words naming the labels, the
 //! limit and its holder, the time and the upstream; a finished run has nothing waiting. A node
 //! that fails once then succeeds and a dead-lettered node show in the retry statistics and the
-//! analysis, and a replayed dead letter that then succeeds stops counting.
+//! analysis, and a replayed dead letter stops counting while its replay runs.
 
 use std::time::Duration;
 
@@ -260,7 +260,9 @@ async fn retry_statistics_and_dead_letter_analysis_follow_real_runs() {
     .await;
     s.workflow(
         "doomed",
-        json!({"nodes": [{"id": "doomed", "run": "test \"$SWITCHYARD_ATTEMPT\" -ge 2 || exit 2",
+        // The replay (attempt 2) runs a while, so the analysis is seen to drop it before the
+        // replay has ended.
+        json!({"nodes": [{"id": "doomed", "run": "if test \"$SWITCHYARD_ATTEMPT\" -ge 2; then sleep 20; else exit 2; fi",
                           "retry": {"max_attempts": 3, "non_retryable_exit_codes": [2]}}]}),
     )
     .await;
@@ -336,8 +338,8 @@ async fn retry_statistics_and_dead_letter_analysis_follow_real_runs() {
     assert_eq!(analysis.body["groups"][0]["count"], 1);
     assert!(analysis.body["groups"][0]["oldest"].is_string());
 
-    // Replay goes through the scheduler's dead-letter queue; the replay succeeds, and the
-    // dead letter stops counting.
+    // Replay goes through the scheduler's dead-letter queue; the dead letter stops counting
+    // at once, while the replay still runs, and the replay then succeeds.
     let letters = s
         .api
         .get(
@@ -357,14 +359,26 @@ async fn retry_statistics_and_dead_letter_analysis_follow_real_runs() {
     assert_eq!(replay.status, 202, "{:?}", replay.body);
     eventually(
         "the replayed dead letter leaves the analysis",
-        Duration::from_secs(30),
+        Duration::from_secs(15),
         || async {
             let reply = s.api.get(&analysis_path, ci).await;
             (reply.body["total"] == 0).then_some(())
         },
     )
     .await;
-    let history = eventually("the replay succeeded", Duration::from_secs(30), || async {
+    let replay_ended = s
+        .api
+        .get(
+            &format!("/api/v1/monitoring/tasks/history?run_id={doomed}&status=succeeded"),
+            ci,
+        )
+        .await;
+    assert_eq!(
+        replay_ended.body["items"],
+        json!([]),
+        "the replay had not ended when its dead letter stopped counting"
+    );
+    let history = eventually("the replay succeeded", Duration::from_secs(60), || async {
         let reply = s
             .api
             .get(

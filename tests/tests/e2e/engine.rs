@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost::Message as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
-use switchyard_proto::events::v1::{RunRequested, event::Payload};
+use switchyard_proto::events::v1::{RunRequested, TaskPhase, event::Payload};
 use switchyard_runtime::outbox::entity as outbox_entity;
 use switchyard_scheduler::engine::{AgentScope, Completion, Engine, Settings};
 use switchyard_scheduler::error::Error;
@@ -181,6 +181,26 @@ async fn a_diamond_runs_to_partial_failure(db: TestDatabase) {
     let letters = dead_letter::Entity::find().all(&engine.db).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].node, "unit");
+
+    // A replay queues the task again at its next attempt and tells monitoring so in the same
+    // transaction (its dead letter stops counting there).
+    let dead_task = dead[0].uuid.clone();
+    let ctx = switchyard_runtime::auth::CallContext::default();
+    assert_eq!(engine.replay(&ctx, &letters).await.unwrap(), 1);
+    let told = outbox_payloads(&engine.db, "monitoring").await.pop();
+    let Some(Payload::TaskLifecycles(batch)) = told else {
+        panic!("no lifecycle event: {told:?}");
+    };
+    let steps: Vec<_> = batch
+        .steps
+        .iter()
+        .map(|s| (s.phase, s.task_id.as_str(), s.attempt))
+        .collect();
+    assert_eq!(
+        steps,
+        [(TaskPhase::Queued as i32, dead_task.as_str(), 2)],
+        "{batch:?}"
+    );
 }
 
 #[tokio::test]

@@ -189,8 +189,8 @@ async fn history_upsert(db: TestDatabase, how: Write) {
     }
 }
 
-/// The migrations that merged the attempt and run indexes, made the ids UUIDs and made the
-/// attempt's key the primary key roll back and apply again with rows in the table: the rows
+/// The migrations that merged the attempt and run indexes, made the ids UUIDs, made the
+/// attempt's key the primary key and added the replay mark roll back and apply again with rows in the table: the rows
 /// come back as they were (on SQLite, text ids are rewritten as blobs and back, and the table
 /// is rebuilt), and the history keeps one row per attempt.
 async fn history_migrations_round_trip(db: TestDatabase) {
@@ -204,7 +204,7 @@ async fn history_migrations_round_trip(db: TestDatabase) {
         .await
         .unwrap();
     let before = stored(&conn, 1).await;
-    Migrator::down(&conn, Some(3)).await.unwrap();
+    Migrator::down(&conn, Some(4)).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
     assert_eq!(stored(&conn, 1).await, before);
     let mut again = first.clone();
@@ -288,7 +288,8 @@ async fn legacy_row(
 async fn natural_key_migration_over_legacy_rows(db: TestDatabase) {
     use sea_orm_migration::MigratorTrait;
     let conn = db.migrated::<Migrator>("monitoring").await;
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    // Back to before that migration (and the replay mark that followed it).
+    Migrator::down(&conn, Some(2)).await.unwrap();
     let now = Utc::now()
         .duration_trunc(Duration::microseconds(1))
         .unwrap();

@@ -45,6 +45,7 @@ async fn attempt(conn: &DatabaseConnection, n: u32, ended_days_ago: i64) {
         run_ms: Set(None),
         precedence: Set(1),
         updated_at: Set(now),
+        replayed_at: Set(None),
     }
     .insert(conn)
     .await

@@ -1,14 +1,16 @@
 //! Retry statistics, the dead-letter analysis and the scheduler's wait-state queries against
 //! real databases (PostgreSQL and SQLite): the set-based SQL counts attempts, retries,
 //! successes after a retry and dead letters per node, normalises and ranks error reasons,
-//! honours the project, workflow and time filters, and a replayed dead letter stops counting.
+//! honours the project, workflow and time filters, and a replayed dead letter stops counting
+//! as soon as its replay is heard of.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use switchyard_monitoring::domain::execution::{Execution, Status};
+use switchyard_monitoring::domain::execution::{Execution, Requeued, Status};
 use switchyard_monitoring::domain::retry_stats;
 use switchyard_monitoring::domain::visibility::Visible;
-use switchyard_monitoring::store::{executions, statistics};
+use switchyard_monitoring::store::alerts::conditions;
+use switchyard_monitoring::store::{executions, replays, statistics};
 use switchyard_monitoring_migration::Migrator;
 use switchyard_scheduler::engine::Settings;
 use switchyard_scheduler::store::{diagnosis, limits};
@@ -226,12 +228,30 @@ async fn statistics_from_history(db: TestDatabase) {
         .unwrap();
     assert!(none.0.is_empty());
 
-    // Dead letters: task 4's was replayed, and once its replay has ended (a later attempt in
-    // the history; a running one never reaches it) only task 3's counts.
+    // Dead letters: task 4's was replayed. The replay's QUEUED step marks it, and from then on
+    // only task 3's counts, in the analysis and for the alert, while the replay still waits.
     let (total, _) = statistics::dead_letters(&conn, &mine).await.unwrap();
-    assert_eq!(total, 2, "the replay still runs");
-    let replayed = ended(P, "ci", "doomed", 4, 2, Succeeded, Some(0), "", "", now);
-    executions::upsert(&conn, &[replayed]).await.unwrap();
+    assert_eq!(total, 2, "not replayed yet");
+    let unreplayed = || conditions::unreplayed_dead_letters(&conn, P, m(60));
+    assert_eq!(unreplayed().await.unwrap(), 2);
+    let requeue = |task_n, attempt| Requeued {
+        task_id: task(task_n),
+        run_id: task(9000),
+        attempt,
+        at: now,
+    };
+    assert_eq!(
+        replays::mark(&conn, &[requeue(4, 1)]).await.unwrap(),
+        0,
+        "a requeue supersedes earlier attempts only"
+    );
+    assert_eq!(replays::mark(&conn, &[requeue(4, 2)]).await.unwrap(), 1);
+    assert_eq!(
+        replays::mark(&conn, &[requeue(4, 2)]).await.unwrap(),
+        0,
+        "marked once"
+    );
+    assert_eq!(unreplayed().await.unwrap(), 1);
     let (total, groups) = statistics::dead_letters(&conn, &mine).await.unwrap();
     assert_eq!(total, 1);
     assert_eq!(groups.len(), 1);
@@ -248,6 +268,15 @@ async fn statistics_from_history(db: TestDatabase) {
         .unwrap();
     assert_eq!(total, 2);
     assert_eq!(groups.len(), 2);
+    // The replay's own ending counts nothing against the marked dead letter, and a replay
+    // heard of only through its ended attempt (its QUEUED step not applied) supersedes too.
+    let replay_of_4 = ended(P, "ci", "doomed", 4, 2, Succeeded, Some(0), "", "", now);
+    let replay_of_3 = ended(P, "ci", "doomed", 3, 3, Succeeded, Some(0), "", "", now);
+    executions::upsert(&conn, &[replay_of_4, replay_of_3])
+        .await
+        .unwrap();
+    assert_eq!(statistics::dead_letters(&conn, &mine).await.unwrap().0, 0);
+    assert_eq!(unreplayed().await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -165,6 +165,16 @@ impl Execution {
     }
 }
 
+/// A dead letter's replay queued its task again at `attempt`: every earlier dead-lettered
+/// attempt of the task is superseded from `at` on (see `store::replays`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requeued {
+    pub task_id: String,
+    pub run_id: String,
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+}
+
 /// One record per attempt from a batch's executions, each merged in arrival order (a
 /// statement may not upsert the same row twice).
 pub fn fold(executions: impl IntoIterator<Item = Execution>) -> Vec<Execution> {

@@ -6,13 +6,15 @@
 //! active-task view in one round trip after the commit. An event that cannot be read is logged and skipped rather than
 //! refusing the batch, which would block every event behind it. The gateway's API usage
 //! reports arrive here too and are added to their minutes in the same transaction; the inbox
-//! makes a retried report count once. Task metrics are recorded once the batch committed.
+//! makes a retried report count once. A dead letter's replay (a `QUEUED` step) marks the
+//! dead-lettered attempts it supersedes, after the batch's rows are written. Task metrics are
+//! recorded once the batch committed.
 
 use std::collections::HashSet;
 
 use switchyard_proto::events::v1::event_sink_server::EventSink;
 use switchyard_proto::events::v1::{
-    DeliverRequest, DeliverResponse, Event, TaskLifecycle, event::Payload,
+    DeliverRequest, DeliverResponse, Event, TaskLifecycle, TaskPhase, event::Payload,
 };
 use switchyard_runtime::db::driver_error;
 use switchyard_runtime::inbox;
@@ -23,7 +25,7 @@ use crate::domain::execution;
 use crate::error::Error;
 use crate::events;
 use crate::metrics::Observation;
-use crate::store::{executions, usage};
+use crate::store::{executions, replays, usage};
 
 /// The inbox's event id column.
 const MAX_EVENT_ID: usize = 36;
@@ -33,6 +35,9 @@ const MAX_EVENT_ID: usize = 36;
 struct Fresh {
     /// Executions folded per attempt.
     rows: Vec<execution::Execution>,
+    /// Replays' requeues, applied after the rows (a dead letter and its replay may share a
+    /// batch).
+    requeued: Vec<execution::Requeued>,
     observations: Vec<Observation>,
     usage_reports: Vec<usage::UsageDelta>,
 }
@@ -42,6 +47,7 @@ impl Fresh {
     /// into the rows. `remove` takes each fresh event once, also when the batch repeats it.
     fn read(events: Vec<Event>, mut fresh: HashSet<String>) -> Fresh {
         let mut out = Fresh::default();
+        let now = chrono::Utc::now();
         for event in events {
             if !fresh.remove(&event.id) {
                 continue;
@@ -65,6 +71,15 @@ impl Fresh {
             };
             for step in steps {
                 let (phase, leased_unsent) = (step.phase, step.leased_unsent);
+                if phase == TaskPhase::Queued as i32 {
+                    match events::requeued(step, now) {
+                        Ok(requeue) => out.requeued.push(requeue),
+                        Err(reason) => {
+                            tracing::warn!(event_id = %event.id, source = %event.source, %reason, "requeue step skipped");
+                        }
+                    }
+                    continue;
+                }
                 match events::execution(step) {
                     Ok(Some(row)) => {
                         out.observations.push(Observation::of(&row, leased_unsent));
@@ -105,12 +120,16 @@ impl MonitoringApi {
         &self,
         events: Vec<Event>,
         ids: &[(&str, &str)],
-        has_usage: bool,
     ) -> Result<(Fresh, usize), Error> {
         // On PostgreSQL the history is written with COPY, which sea-orm cannot issue, so the
         // transaction is held on the driver's connection. API usage reports (the gateway's
-        // batches, which carry no task steps) are added through sea-orm.
-        if switchyard_runtime::db::is_postgres(&self.db) && !has_usage {
+        // batches, which carry no task steps) and replays' requeues (rare) are applied through
+        // sea-orm.
+        let rare = events
+            .iter()
+            .any(|e| matches!(e.payload, Some(Payload::ApiUsage(_))))
+            || events::has_requeue(&events);
+        if switchyard_runtime::db::is_postgres(&self.db) && !rare {
             let mut txn = self
                 .db
                 .get_postgres_connection_pool()
@@ -129,6 +148,7 @@ impl MonitoringApi {
         let accepted = fresh.len();
         let read = Fresh::read(events, fresh);
         executions::upsert(&txn, &read.in_key_order()).await?;
+        replays::mark(&txn, &read.requeued).await?;
         usage::add(&txn, &read.usage_reports).await?;
         txn.commit().await?;
         Ok((read, accepted))
@@ -151,9 +171,6 @@ impl EventSink for MonitoringApi {
             ));
         }
         let received = events.len();
-        let has_usage = events
-            .iter()
-            .any(|e| matches!(e.payload, Some(Payload::ApiUsage(_))));
         // Event ids in key order, for the same reason as the rows (see `Fresh::in_key_order`).
         let ids: Vec<(String, String)> = {
             let mut seen = HashSet::with_capacity(events.len());
@@ -169,7 +186,7 @@ impl EventSink for MonitoringApi {
             .iter()
             .map(|(id, source)| (id.as_str(), source.as_str()))
             .collect();
-        let (fresh, accepted) = self.apply(events, &borrowed, has_usage).await?;
+        let (fresh, accepted) = self.apply(events, &borrowed).await?;
         // After the commit: a batch that fails is delivered again and must not count twice.
         Observation::record_all(&fresh.observations);
         self.update_active_view(&crate::active::ingest::ops(&fresh.rows))

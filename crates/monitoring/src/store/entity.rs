@@ -34,6 +34,8 @@ entity!(task_execution, "task_executions", {
     /// Orders what may overwrite the row's status (see `domain::execution`).
     pub precedence: i64,
     pub updated_at: DateTimeUtc,
+    /// For a dead letter: when a replay queued its task again (see `store::replays`).
+    pub replayed_at: Option<DateTimeUtc>,
 });
 
 entity!(api_check, "api_checks", {

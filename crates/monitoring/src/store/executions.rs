@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::prelude::Uuid;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, TransactionSession, TransactionTrait,
 };
 
 use super::entity::task_execution::{ActiveModel, Column, Entity, Model};
@@ -74,6 +74,8 @@ fn active_model(e: &Execution, now: DateTime<Utc>) -> Result<ActiveModel> {
         run_ms: Set(e.run_ms()),
         precedence: Set(e.precedence()),
         updated_at: Set(now),
+        // Only a replay sets it (`store::replays`); a merge leaves it as stored.
+        replayed_at: NotSet,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod executions;
 pub mod history_copy;
 pub mod history_cursor;
 pub mod history_ids;
+pub mod replays;
 pub mod statistics;
 pub mod usage;
 

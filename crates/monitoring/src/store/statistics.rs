@@ -7,11 +7,13 @@
 //! start of its error, so "exit code 1 on attempt 3; 3 attempts allowed" and the same on
 //! attempt 5 count as one reason.
 //!
-//! Dead letters: an attempt recorded `dead_lettered` counts until a later attempt of the same
-//! task exists — the scheduler's replay (`DeadLetterService.RetryDeadLetters`) queues the
-//! task again at the next attempt, so a replayed dead letter stops counting as soon as its
-//! replay is leased, whatever that attempt's outcome (if it dead-letters again, that attempt
-//! counts). Retry statistics instead count every attempt in the window, replays included.
+//! Dead letters: an attempt recorded `dead_lettered` counts until it is replayed — the
+//! scheduler's replay (`DeadLetterService.RetryDeadLetters`) queues the task again at the next
+//! attempt and says so, which marks the dead letter `replayed_at` (`store::replays`) — or a
+//! later attempt of the same task is in the history (a replay whose word arrived before its
+//! dead letter did). Whatever the replay's outcome, the old dead letter no longer counts (if
+//! the replay dead-letters again, that attempt counts). Retry statistics instead count every
+//! attempt in the window, replays included.
 
 use chrono::{DateTime, Utc};
 use sea_orm::prelude::Uuid;
@@ -233,7 +235,7 @@ pub async fn dead_letters<C: ConnectionTrait>(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!(
         "SELECT {REASON} AS reason, COUNT(*) AS n, MIN(finished_at) AS oldest \
-         FROM task_executions e WHERE status = 'dead_lettered' \
+         FROM task_executions e WHERE status = 'dead_lettered' AND replayed_at IS NULL \
            AND NOT EXISTS (SELECT 1 FROM task_executions later \
              WHERE later.run_id = e.run_id AND later.task_id = e.task_id \
                AND later.attempt > e.attempt)"

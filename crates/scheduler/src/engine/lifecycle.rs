@@ -1,6 +1,7 @@
-//! Task lifecycle events for monitoring: one step when an agent takes an attempt (`LEASED`)
-//! and one when the attempt ends (succeeded, retry scheduled, lease expired, dead-lettered,
-//! cancelled).
+//! Task lifecycle events for monitoring: one step when an agent takes an attempt (`LEASED`),
+//! one when the attempt ends (succeeded, retry scheduled, lease expired, dead-lettered,
+//! cancelled), and one when a dead letter's replay queues its task again (`QUEUED`, written
+//! in the replay's transaction).
 //!
 //! Endings are written to the outbox in the transaction that makes the change, so the
 //! history monitoring builds can neither miss an attempt nor invent one. `LEASED` steps are
@@ -73,6 +74,11 @@ fn base(task: &task::Model, phase: TaskPhase) -> TaskLifecycle {
 /// An agent took the attempt (`task` as leased).
 pub fn leased(task: &task::Model) -> TaskLifecycle {
     base(task, TaskPhase::Leased)
+}
+
+/// A dead letter's replay queued the task again (`task` as queued, at its new attempt).
+pub fn requeued(task: &task::Model) -> TaskLifecycle {
+    base(task, TaskPhase::Queued)
 }
 
 /// The attempt ended (`task` as it was while leased, before the change).

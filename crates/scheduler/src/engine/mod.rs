@@ -552,7 +552,15 @@ impl Engine {
             active.started_at = Set(None);
             active.finished_at = Set(None);
             active.not_before = Set(now);
-            queue::update(&txn, active).await?;
+            let queued = queue::update(&txn, active).await?;
+            // Monitoring learns of the replay with it, so the dead letter stops counting now
+            // rather than once the replay's attempt has ended.
+            lifecycle::emit(
+                &txn,
+                self.settings.task_events,
+                vec![lifecycle::requeued(&queued)],
+            )
+            .await?;
             let mut letter_row: dead_letter::ActiveModel = letter.clone().into();
             letter_row.replayed_at = Set(Some(now));
             sea_orm::ActiveModelTrait::update(letter_row, &txn).await?;

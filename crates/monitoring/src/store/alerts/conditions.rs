@@ -53,8 +53,8 @@ pub async fn failure_counts<C: ConnectionTrait>(
     Ok((failed, ended))
 }
 
-/// Attempts of `project_id` dead-lettered at or after `since` that are still their task's
-/// latest attempt: a replayed dead letter gains a later attempt and stops counting.
+/// Attempts of `project_id` dead-lettered at or after `since`, not replayed: neither marked
+/// by a replay (`store::replays`) nor followed by a later attempt of their task.
 pub async fn unreplayed_dead_letters<C: ConnectionTrait>(
     conn: &C,
     project_id: &str,
@@ -76,6 +76,7 @@ pub async fn unreplayed_dead_letters<C: ConnectionTrait>(
         .filter(Column::ProjectId.eq(project_id))
         .filter(Column::Status.eq(Status::DeadLettered.as_str()))
         .filter(Column::FinishedAt.gte(since))
+        .filter(Column::ReplayedAt.is_null())
         .filter(Expr::exists(replayed).not())
         .count(conn)
         .await?)
