@@ -10,7 +10,7 @@
 //! - monitoring: that workload with monitoring's task events on and off, interleaved in
 //!   short segments on two clusters, and the cost;
 //!   `worker-without-events` runs one pass of the worker workload with them off (to profile
-//!   the side without monitoring).
+//!   the side without monitoring); `monitoring-latency` interleaves create-to-start alone.
 //! - history: what one ended attempt costs monitoring's execution history on PostgreSQL
 //!   (the largest part of monitoring's database time), isolated from the rest.
 //!
@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("monitoring") {
         Box::pin(monitoring::overhead()).await?;
+    }
+    if wanted.iter().any(|w| w == "monitoring-latency") {
+        Box::pin(monitoring::latency()).await?;
     }
     if runs("history") {
         history::run().await?;

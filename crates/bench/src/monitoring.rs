@@ -7,13 +7,15 @@
 //! two passes a minute apart differ more than monitoring costs. So the two sides are not
 //! measured one after the other but interleaved in short segments: both clusters are built
 //! (and warmed by one segment each, not counted) before the first measured segment, and then
-//! each pair of segments (the side that goes first alternating) measures 10,000 tasks on each
+//! each pair of segments (the side that goes first alternating) measures 20,000 tasks on each
 //! side a few seconds apart. The cost is then given two ways: the sides' medians compared,
 //! and the median of the pairs' own changes, with a distribution-free interval around it.
 //! Both clusters live through the whole benchmark, so their tables grow alike; the idle one
-//! costs little (its relays' polls), and it costs both sides' segments alike. Each segment
-//! starts after a vacuum of what had fallen due in its cluster and a checkpoint (see
-//! `worker::measure`), so neither side is charged for upkeep that happened to land in it.
+//! costs little (its relays' polls), and it costs both sides' segments alike. Each segment's
+//! two workloads (throughput, then create-to-start) each start after a vacuum of what had
+//! fallen due in its cluster and a checkpoint (see `worker::measure`), so neither side is
+//! charged for upkeep that happened to land in it. The upkeep itself (vacuum, writing dirty
+//! pages back) is not counted on either side.
 
 use std::collections::BTreeMap;
 
@@ -22,13 +24,21 @@ use switchyard_test_support::api::Api;
 
 use crate::cpu::by_service_per_thousand;
 use crate::stats::{median_and_range, median_interval};
-use crate::worker::{Figures, Project, TASKS_PER_RUN, cluster, measure};
+use crate::worker::{Figures, Project, TASKS_PER_RUN, cluster, create_to_start, measure};
 
-/// Runs of 1,000 tasks in one segment's throughput workload.
-const SEGMENT_RUNS: usize = 10;
+/// Runs of 1,000 tasks in one segment's throughput workload: `SWITCHYARD_BENCH_SEGMENT_RUNS`,
+/// twenty when unset. A segment must last long enough (several seconds) that one relay burst
+/// or one vacuum does not decide a pair; on a fast day 10,000 tasks took only two seconds.
+fn segment_runs() -> usize {
+    std::env::var("SWITCHYARD_BENCH_SEGMENT_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(20)
+}
 
 /// Pairs of segments (one a side each): `SWITCHYARD_BENCH_PAIRS`, ten when unset. More pairs
-/// narrow the interval printed for the median change, at about fifteen seconds a pair.
+/// narrow the interval printed for the median change, at about twenty seconds a pair.
 fn pairs() -> usize {
     std::env::var("SWITCHYARD_BENCH_PAIRS")
         .ok()
@@ -39,6 +49,7 @@ fn pairs() -> usize {
 
 /// One side: a cluster kept for the whole benchmark, and what its segments measured.
 struct Side {
+    runs: usize,
     db: TestDatabase,
     api: Api,
     project: Project,
@@ -46,9 +57,10 @@ struct Side {
 }
 
 impl Side {
-    async fn new(task_events: bool) -> anyhow::Result<Side> {
+    async fn new(task_events: bool, runs: usize) -> anyhow::Result<Side> {
         let (db, api, project) = cluster(task_events).await?;
         Ok(Side {
+            runs,
             db,
             api,
             project,
@@ -57,7 +69,7 @@ impl Side {
     }
 
     async fn segment(&self) -> anyhow::Result<Figures> {
-        measure(&self.db, &self.api, &self.project, SEGMENT_RUNS, false).await
+        measure(&self.db, &self.api, &self.project, self.runs, false).await
     }
 
     async fn measure_segment(&mut self) -> anyhow::Result<()> {
@@ -69,13 +81,14 @@ impl Side {
 
 pub async fn overhead() -> anyhow::Result<()> {
     let passes = pairs();
+    let runs = segment_runs();
+    let tasks = runs as u64 * TASKS_PER_RUN;
     println!(
         "monitoring: the worker workload with task events on (monitoring ingesting) and off, \
-         interleaved on two clusters: {passes} pairs of segments of {} tasks a side",
-        SEGMENT_RUNS as u64 * TASKS_PER_RUN
+         interleaved on two clusters: {passes} pairs of segments of {tasks} tasks a side"
     );
-    let mut off = Side::new(false).await?;
-    let mut on = Side::new(true).await?;
+    let mut off = Side::new(false, runs).await?;
+    let mut on = Side::new(true, runs).await?;
     // Warm-up: connection pools filled, statements prepared, caches loaded on both sides.
     off.segment().await?;
     on.segment().await?;
@@ -98,15 +111,62 @@ pub async fn overhead() -> anyhow::Result<()> {
             );
         }
     }
-    report(&off.figures, &on.figures, passes);
+    report(&off.figures, &on.figures, passes, tasks);
+    off.api.stop().await;
+    on.api.stop().await;
+    Ok(())
+}
+
+/// Create-to-start alone, interleaved the same way: what monitoring adds to each run's start
+/// on a quiet system, apart from what the throughput workload leaves behind (for telling the
+/// two apart when the full benchmark shows a latency cost). `monitoring-latency`.
+pub async fn latency() -> anyhow::Result<()> {
+    let passes = pairs();
+    println!(
+        "monitoring-latency: create-to-start alone with task events on and off, interleaved on two clusters: {passes} pairs"
+    );
+    let off = Side::new(false, 1).await?;
+    let on = Side::new(true, 1).await?;
+    off.segment().await?;
+    on.segment().await?;
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for i in 0..passes {
+        let sides = if i % 2 == 0 { [&off, &on] } else { [&on, &off] };
+        for side in sides {
+            let (p50, _) = create_to_start(&side.api, &side.project, false).await?;
+            if std::ptr::eq(side, &on) {
+                with.push(p50);
+            } else {
+                without.push(p50);
+            }
+        }
+        println!(
+            "     pair {}/{passes}: without p50 {:.2} ms; with p50 {:.2} ms",
+            i + 1,
+            without[i],
+            with[i]
+        );
+    }
+    let changes: Vec<f64> = without
+        .iter()
+        .zip(&with)
+        .map(|(off, on)| (on - off) / off * 100.0)
+        .collect();
+    let (low, high, confidence) = median_interval(&changes);
+    let (median, _, _) = median_and_range(changes);
+    let (p50_off, _, _) = median_and_range(without);
+    let (p50_on, _, _) = median_and_range(with);
+    println!(
+        "     without p50 {p50_off:.2} ms, with p50 {p50_on:.2} ms; paired change {median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
+        confidence * 100.0
+    );
     off.api.stop().await;
     on.api.stop().await;
     Ok(())
 }
 
 /// Prints each side's figures and the cost, by medians and paired.
-fn report(off: &[Figures], on: &[Figures], passes: usize) {
-    let tasks = SEGMENT_RUNS as u64 * TASKS_PER_RUN;
+fn report(off: &[Figures], on: &[Figures], passes: usize, tasks: u64) {
     let figure = |side: &[Figures], of: &dyn Fn(&Figures) -> f64| {
         median_and_range(side.iter().map(of).collect())
     };
