@@ -331,6 +331,9 @@ pub(crate) async fn measure(
     // pages behind (more of them with task events on), and their upkeep landing in the
     // latency workload charged it to the first runs measured after a burst (+24% p50 with
     // events on, where create-to-start alone, `monitoring-latency`, shows no change).
+    // Known bias left: the side with more to vacuum starts its latency workload later after
+    // its burst, with more of the lingering background work done (events on came out 5–20%
+    // faster); the wait after the burst should be the same on both sides.
     vacuum(db).await?;
     checkpoint(db).await?;
     let (p50_ms, p99_ms) = create_to_start(api, p, report).await?;
