@@ -26,25 +26,26 @@ use crate::cpu::by_service_per_thousand;
 use crate::stats::{median_and_range, median_interval};
 use crate::worker::{Figures, Project, TASKS_PER_RUN, cluster, create_to_start, measure};
 
+/// A positive count from the environment variable `name`, `default` when unset or not one.
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(default)
+}
+
 /// Runs of 1,000 tasks in one segment's throughput workload: `SWITCHYARD_BENCH_SEGMENT_RUNS`,
 /// twenty when unset. A segment must last long enough (several seconds) that one relay burst
 /// or one vacuum does not decide a pair; on a fast day 10,000 tasks took only two seconds.
 fn segment_runs() -> usize {
-    std::env::var("SWITCHYARD_BENCH_SEGMENT_RUNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(20)
+    count_from_env("SWITCHYARD_BENCH_SEGMENT_RUNS", 20)
 }
 
 /// Pairs of segments (one a side each): `SWITCHYARD_BENCH_PAIRS`, ten when unset. More pairs
 /// narrow the interval printed for the median change, at about twenty seconds a pair.
 fn pairs() -> usize {
-    std::env::var("SWITCHYARD_BENCH_PAIRS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(10)
+    count_from_env("SWITCHYARD_BENCH_PAIRS", 10)
 }
 
 /// One side: a cluster kept for the whole benchmark, and what its segments measured.
@@ -129,17 +130,21 @@ pub async fn latency() -> anyhow::Result<()> {
     let on = Side::new(true, 1).await?;
     off.segment().await?;
     on.segment().await?;
+    let p50 = async |side: &Side| {
+        let (p50, _) = create_to_start(&side.api, &side.project, false).await?;
+        anyhow::Ok(p50)
+    };
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for i in 0..passes {
-        let sides = if i % 2 == 0 { [&off, &on] } else { [&on, &off] };
-        for side in sides {
-            let (p50, _) = create_to_start(&side.api, &side.project, false).await?;
-            if std::ptr::eq(side, &on) {
-                with.push(p50);
-            } else {
-                without.push(p50);
-            }
-        }
+        let (off_p50, on_p50) = if i % 2 == 0 {
+            let first = p50(&off).await?;
+            (first, p50(&on).await?)
+        } else {
+            let first = p50(&on).await?;
+            (p50(&off).await?, first)
+        };
+        without.push(off_p50);
+        with.push(on_p50);
         println!(
             "     pair {}/{passes}: without p50 {:.2} ms; with p50 {:.2} ms",
             i + 1,
