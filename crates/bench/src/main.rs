@@ -8,7 +8,8 @@
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
 //!   throughput and create-to-start latency;
 //! - monitoring: that workload with monitoring's task events on and off, interleaved in
-//!   short segments on two clusters, and the cost;
+//!   short segments on two clusters, and the cost, with create-to-start split into its hops
+//!   (see `hops`; `SWITCHYARD_BENCH_LATENCY_IDLE_MS` pauses before the latency workloads);
 //!   `worker-without-events` runs one pass of the worker workload with them off (to profile
 //!   the side without monitoring); `monitoring-latency` interleaves create-to-start alone.
 //! - history: what one ended attempt costs monitoring's execution history on PostgreSQL
@@ -23,6 +24,7 @@ mod cpu;
 mod engine;
 mod gateway;
 mod history;
+mod hops;
 mod monitoring;
 mod stats;
 mod worker;

@@ -5,26 +5,39 @@
 //!
 //! Method. This machine is shared, and its speed drifts by several percent over minutes:
 //! two passes a minute apart differ more than monitoring costs. So the two sides are not
-//! measured one after the other but interleaved in short segments: both clusters are built
-//! (and warmed by one segment each, not counted) before the first measured segment, and then
-//! each pair of segments (the side that goes first alternating) measures 20,000 tasks on each
-//! side a few seconds apart. The cost is then given two ways: the sides' medians compared,
-//! and the median of the pairs' own changes, with a distribution-free interval around it.
-//! Both clusters live through the whole benchmark, so their tables grow alike; the idle one
-//! costs little (its relays' polls), and it costs both sides' segments alike. Each segment's
-//! two workloads (throughput, then create-to-start) each start after a vacuum of what had
-//! fallen due in its cluster and a checkpoint (see `worker::measure`), so neither side is
-//! charged for upkeep that happened to land in it. The upkeep itself (vacuum, writing dirty
-//! pages back) is not counted on either side.
+//! measured one after the other but interleaved in short pairs: both clusters are built (and
+//! warmed by one segment each, not counted) before the first measured pair. In each pair,
+//! the throughput workload (20,000 tasks) runs on one side and then on the other (the side
+//! that goes first alternating), each after a vacuum of what had fallen due in its cluster
+//! and a checkpoint (see `worker::settle`), so neither side is charged for upkeep that
+//! happened to land in it. Then both clusters settle again and the create-to-start workloads
+//! run in the order A B B A (half the samples each time, A being the side whose burst came
+//! first): both sides start measuring at the same distance from the bursts on average, and
+//! a slope in whatever the bursts left lingering (or in the machine) is charged to both
+//! alike. Waiting for each side's own settle before its latency workload did not: the side
+//! with more to vacuum started later after its burst and came out faster (5–20%). The
+//! upkeep itself (vacuum, writing dirty pages back) is not counted on either side.
+//!
+//! The cost is then given two ways: the sides' medians compared, and the median of the
+//! pairs' own changes, with a distribution-free interval around it. Both clusters live
+//! through the whole benchmark, so their tables grow alike; the idle one costs little (its
+//! relays' polls), and it costs both sides' segments alike.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use switchyard_test_support::TestDatabase;
 use switchyard_test_support::api::Api;
 
 use crate::cpu::by_service_per_thousand;
+use crate::hops::Hops;
 use crate::stats::{median_and_range, median_interval};
-use crate::worker::{Figures, Project, TASKS_PER_RUN, cluster, create_to_start, measure};
+use crate::worker::{
+    Figures, LATENCY_SAMPLES, Project, TASKS_PER_RUN, Throughput, cluster, create_to_start,
+    measure, percentiles, settle, settled_throughput,
+};
 
 /// A positive count from the environment variable `name`, `default` when unset or not one.
 fn count_from_env(name: &str, default: usize) -> usize {
@@ -43,9 +56,20 @@ fn segment_runs() -> usize {
 }
 
 /// Pairs of segments (one a side each): `SWITCHYARD_BENCH_PAIRS`, ten when unset. More pairs
-/// narrow the interval printed for the median change, at about twenty seconds a pair.
+/// narrow the interval printed for the median change, at under a minute a pair.
 fn pairs() -> usize {
     count_from_env("SWITCHYARD_BENCH_PAIRS", 10)
+}
+
+/// A pause between the settle after both bursts and the latency workloads:
+/// `SWITCHYARD_BENCH_LATENCY_IDLE_MS`, none when unset. A diagnostic: a latency cost that
+/// shrinks with the pause is work the bursts left behind, not a cost per run.
+fn latency_idle() -> Duration {
+    let millis = std::env::var("SWITCHYARD_BENCH_LATENCY_IDLE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    Duration::from_millis(millis)
 }
 
 /// One side: a cluster kept for the whole benchmark, and what its segments measured.
@@ -69,15 +93,54 @@ impl Side {
         })
     }
 
+    /// Both workloads once, not counted (the warm-up).
     async fn segment(&self) -> anyhow::Result<Figures> {
         measure(&self.db, &self.api, &self.project, self.runs, false).await
     }
 
-    async fn measure_segment(&mut self) -> anyhow::Result<()> {
-        let figures = self.segment().await?;
-        self.figures.push(figures);
+    async fn throughput(&self) -> anyhow::Result<Throughput> {
+        settled_throughput(&self.db, &self.api, &self.project, self.runs, false).await
+    }
+
+    async fn create_to_start(&self, samples: usize) -> anyhow::Result<Vec<Duration>> {
+        create_to_start(&self.api, &self.project, samples).await
+    }
+
+    async fn record(
+        &mut self,
+        throughput: Throughput,
+        latency: Vec<Duration>,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let (p50_ms, p99_ms) = percentiles(latency, false);
+        self.figures.push(Figures {
+            lease_to_complete: throughput.lease_to_complete,
+            p50_ms,
+            p99_ms,
+            cpu: throughput.cpu,
+            postgres_by_service: throughput.postgres_by_service,
+            hops: Hops::since(&self.db, since).await?,
+        });
         Ok(())
     }
+}
+
+/// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
+/// settle; then create-to-start on `a`, `b`, `b`, `a`, half the samples each time.
+async fn pair(a: &mut Side, b: &mut Side) -> anyhow::Result<()> {
+    let a_throughput = a.throughput().await?;
+    let b_throughput = b.throughput().await?;
+    settle(&a.db).await?;
+    settle(&b.db).await?;
+    tokio::time::sleep(latency_idle()).await;
+    let since = Utc::now();
+    let half = LATENCY_SAMPLES / 2;
+    let mut a_latency = a.create_to_start(half).await?;
+    let mut b_latency = b.create_to_start(half).await?;
+    b_latency.extend(b.create_to_start(half).await?);
+    a_latency.extend(a.create_to_start(half).await?);
+    a.record(a_throughput, a_latency, since).await?;
+    b.record(b_throughput, b_latency, since).await
 }
 
 pub async fn overhead() -> anyhow::Result<()> {
@@ -95,11 +158,9 @@ pub async fn overhead() -> anyhow::Result<()> {
     on.segment().await?;
     for i in 0..passes {
         if i % 2 == 0 {
-            off.measure_segment().await?;
-            on.measure_segment().await?;
+            pair(&mut off, &mut on).await?;
         } else {
-            on.measure_segment().await?;
-            off.measure_segment().await?;
+            pair(&mut on, &mut off).await?;
         }
         if let (Some(without), Some(with)) = (off.figures.last(), on.figures.last()) {
             println!(
@@ -109,6 +170,11 @@ pub async fn overhead() -> anyhow::Result<()> {
                 without.p50_ms,
                 with.lease_to_complete,
                 with.p50_ms
+            );
+            println!(
+                "               create-to-start hops: without {}; with {}",
+                without.hops.describe(),
+                with.hops.describe()
             );
         }
     }
@@ -131,8 +197,8 @@ pub async fn latency() -> anyhow::Result<()> {
     off.segment().await?;
     on.segment().await?;
     let p50 = async |side: &Side| {
-        let (p50, _) = create_to_start(&side.api, &side.project, false).await?;
-        anyhow::Ok(p50)
+        let samples = side.create_to_start(LATENCY_SAMPLES).await?;
+        anyhow::Ok(percentiles(samples, false).0)
     };
     let (mut without, mut with) = (Vec::new(), Vec::new());
     for i in 0..passes {
@@ -202,6 +268,16 @@ fn report(off: &[Figures], on: &[Figures], passes: usize, tasks: u64) {
         println!(
             "              {} (medians)",
             by_service_per_thousand(&median_by_service(side), tasks)
+        );
+        let hop = |of: fn(&Hops) -> f64| figure(side, &|f: &Figures| of(&f.hops)).0;
+        let hops = Hops {
+            deliver_ms: hop(|h| h.deliver_ms),
+            start_ms: hop(|h| h.start_ms),
+            claim_ms: hop(|h| h.claim_ms),
+        };
+        println!(
+            "              create-to-start hops: {} (medians)",
+            hops.describe()
         );
     }
     let cost = |of: &dyn Fn(&Figures) -> f64, higher_is_better: bool| {

@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 use std::collections::BTreeMap;
 
 use crate::cpu::{Backends, Cpu, by_service_per_thousand};
+use crate::hops::Hops;
 
 /// The services whose database work is told apart.
 const SERVICES: [&str; 4] = ["control-plane", "scheduler", "monitoring", "audit"];
@@ -247,6 +248,8 @@ pub(crate) struct Figures {
     pub(crate) cpu: Cpu,
     /// PostgreSQL's part of it, by the service its backends served (seconds).
     pub(crate) postgres_by_service: BTreeMap<String, f64>,
+    /// Where create-to-start's time went.
+    pub(crate) hops: Hops,
 }
 
 /// A cluster with task lifecycle events on or off, its project and workflows.
@@ -314,8 +317,37 @@ async fn vacuum(db: &TestDatabase) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A vacuum of what fell due in the cluster, then a checkpoint: what every workload starts
+/// after (see [`vacuum`] and [`checkpoint`]).
+pub(crate) async fn settle(db: &TestDatabase) -> anyhow::Result<()> {
+    vacuum(db).await?;
+    checkpoint(db).await
+}
+
+/// What the throughput workload measured.
+pub(crate) struct Throughput {
+    pub(crate) lease_to_complete: f64,
+    pub(crate) cpu: Cpu,
+    pub(crate) postgres_by_service: BTreeMap<String, f64>,
+}
+
+/// The throughput workload (`runs` runs of 1,000 tasks) after a settle.
+pub(crate) async fn settled_throughput(
+    db: &TestDatabase,
+    api: &Api,
+    p: &Project,
+    runs: usize,
+    report: bool,
+) -> anyhow::Result<Throughput> {
+    settle(db).await?;
+    throughput(db, api, p, runs, report).await
+}
+
 /// Both workloads once on a cluster that lives as long as the caller wants: `runs` runs
-/// of 1,000 tasks for throughput, then create-to-start, each after a vacuum and a checkpoint.
+/// of 1,000 tasks for throughput, then create-to-start, each after a settle. The latency
+/// workload needs one too: the throughput workload leaves dead rows and dirty pages behind,
+/// and their upkeep landing in the latency workload charged it to the first runs measured
+/// after a burst.
 pub(crate) async fn measure(
     db: &TestDatabase,
     api: &Api,
@@ -323,26 +355,26 @@ pub(crate) async fn measure(
     runs: usize,
     report: bool,
 ) -> anyhow::Result<Figures> {
-    vacuum(db).await?;
-    checkpoint(db).await?;
-    let (lease_to_complete, cpu, postgres_by_service) =
-        throughput(db, api, p, runs, report).await?;
-    // The same for the latency workload: the throughput workload leaves dead rows and dirty
-    // pages behind (more of them with task events on), and their upkeep landing in the
-    // latency workload charged it to the first runs measured after a burst (+24% p50 with
-    // events on, where create-to-start alone, `monitoring-latency`, shows no change).
-    // Known bias left: the side with more to vacuum starts its latency workload later after
-    // its burst, with more of the lingering background work done (events on came out 5–20%
-    // faster); the wait after the burst should be the same on both sides.
-    vacuum(db).await?;
-    checkpoint(db).await?;
-    let (p50_ms, p99_ms) = create_to_start(api, p, report).await?;
+    let Throughput {
+        lease_to_complete,
+        cpu,
+        postgres_by_service,
+    } = settled_throughput(db, api, p, runs, report).await?;
+    settle(db).await?;
+    let since = chrono::Utc::now();
+    let samples = create_to_start(api, p, LATENCY_SAMPLES).await?;
+    let (p50_ms, p99_ms) = percentiles(samples, report);
+    let hops = Hops::since(db, since).await?;
+    if report {
+        println!("     hops (medians): {}", hops.describe());
+    }
     Ok(Figures {
         lease_to_complete,
         p50_ms,
         p99_ms,
         cpu,
         postgres_by_service,
+        hops,
     })
 }
 
@@ -378,7 +410,7 @@ async fn throughput(
     p: &Project,
     runs: usize,
     report: bool,
-) -> anyhow::Result<(f64, Cpu, BTreeMap<String, f64>)> {
+) -> anyhow::Result<Throughput> {
     let tasks = runs as u64 * TASKS_PER_RUN;
     let mut workers = Workers::spawn(api, &p.agents).await?;
     // The bench's own connection names no service, so its queries count for none.
@@ -448,7 +480,11 @@ async fn throughput(
             println!("     ({lost} completions arrived after their lease expired and ran again)");
         }
     }
-    Ok((rate, cpu, postgres_by_service))
+    Ok(Throughput {
+        lease_to_complete: rate,
+        cpu,
+        postgres_by_service,
+    })
 }
 
 /// Waits until the scheduler's outbox (in `schema`) holds no undelivered event for
@@ -480,22 +516,26 @@ async fn monitoring_caught_up(
     }
 }
 
+/// Runs in one create-to-start workload.
+pub(crate) const LATENCY_SAMPLES: usize = 200;
+
+/// Create-to-start: `samples` single-task runs created one at a time over HTTP, 10 ms apart,
+/// each timed from its `POST /runs` answered to its task leased to a waiting worker.
 pub(crate) async fn create_to_start(
     api: &Api,
     p: &Project,
-    report: bool,
-) -> anyhow::Result<(f64, f64)> {
-    const SAMPLES: usize = 200;
+    samples: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let workers = Workers::spawn(api, &p.agents).await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let mut created = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
+    let mut created = Vec::with_capacity(samples);
+    for _ in 0..samples {
         let id = create(api, p, "one").await?;
         created.push((id, Instant::now()));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while workers.completed.load(Ordering::Relaxed) < SAMPLES as u64 {
+    while workers.completed.load(Ordering::Relaxed) < samples as u64 {
         ensure!(
             Instant::now() < deadline,
             "single-task runs not started in time"
@@ -504,26 +544,35 @@ pub(crate) async fn create_to_start(
     }
     let started = workers.started.lock().await.clone();
     workers.stop().await?;
-    let mut samples: Vec<Duration> = created
+    let timed: Vec<Duration> = created
         .iter()
         .filter_map(|(id, at)| started.get(id).map(|s| s.saturating_duration_since(*at)))
         .collect();
     ensure!(
-        samples.len() == SAMPLES,
-        "only {} of {SAMPLES} runs started",
-        samples.len()
+        timed.len() == samples,
+        "only {} of {samples} runs started",
+        timed.len()
     );
+    Ok(timed)
+}
+
+/// p50 and p99 of create-to-start samples, in milliseconds (zero for none).
+pub(crate) fn percentiles(mut samples: Vec<Duration>, report: bool) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
     samples.sort();
     let pct = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     let (p50, p99) = (pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
     if report {
         println!(
-            "  2. create-to-start: POST /runs answered → task leased to a waiting gRPC worker ({SAMPLES} runs)"
+            "  2. create-to-start: POST /runs answered → task leased to a waiting gRPC worker ({} runs)",
+            samples.len()
         );
         println!(
             "     p50 {p50:.2} ms   p99 {p99:.2} ms   max {:.2} ms",
             samples[samples.len() - 1].as_secs_f64() * 1e3
         );
     }
-    Ok((p50, p99))
+    (p50, p99)
 }
