@@ -36,7 +36,7 @@ use crate::hops::Hops;
 use crate::stats::{median_and_range, median_interval};
 use crate::worker::{
     Figures, LATENCY_SAMPLES, Project, TASKS_PER_RUN, Throughput, cluster, create_to_start,
-    measure, percentiles, settle, settled_throughput,
+    measure, percentiles, settle, throughput,
 };
 
 /// A positive count from the environment variable `name`, `default` when unset or not one.
@@ -99,7 +99,7 @@ impl Side {
     }
 
     async fn throughput(&self) -> anyhow::Result<Throughput> {
-        settled_throughput(&self.db, &self.api, &self.project, self.runs, false).await
+        throughput(&self.db, &self.api, &self.project, self.runs, false).await
     }
 
     async fn create_to_start(&self, samples: usize) -> anyhow::Result<Vec<Duration>> {

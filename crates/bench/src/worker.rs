@@ -331,18 +331,6 @@ pub(crate) struct Throughput {
     pub(crate) postgres_by_service: BTreeMap<String, f64>,
 }
 
-/// The throughput workload (`runs` runs of 1,000 tasks) after a settle.
-pub(crate) async fn settled_throughput(
-    db: &TestDatabase,
-    api: &Api,
-    p: &Project,
-    runs: usize,
-    report: bool,
-) -> anyhow::Result<Throughput> {
-    settle(db).await?;
-    throughput(db, api, p, runs, report).await
-}
-
 /// Both workloads once on a cluster that lives as long as the caller wants: `runs` runs
 /// of 1,000 tasks for throughput, then create-to-start, each after a settle. The latency
 /// workload needs one too: the throughput workload leaves dead rows and dirty pages behind,
@@ -359,7 +347,7 @@ pub(crate) async fn measure(
         lease_to_complete,
         cpu,
         postgres_by_service,
-    } = settled_throughput(db, api, p, runs, report).await?;
+    } = throughput(db, api, p, runs, report).await?;
     settle(db).await?;
     let since = chrono::Utc::now();
     let samples = create_to_start(api, p, LATENCY_SAMPLES).await?;
@@ -401,16 +389,18 @@ const THROUGHPUT_RUNS: usize = 20;
 /// Tasks in a run of the `wide` workflow.
 pub(crate) const TASKS_PER_RUN: u64 = 1_000;
 
-/// The rate from the first lease to the last completion, and the CPU used from the first
-/// create until every run is final and monitoring has been sent every task event (so work
-/// monitoring defers is counted too).
-async fn throughput(
+/// The throughput workload (`runs` runs of 1,000 tasks), after a settle: the rate from the
+/// first lease to the last completion, and the CPU used from the first create until every
+/// run is final and monitoring has been sent every task event (so work monitoring defers is
+/// counted too).
+pub(crate) async fn throughput(
     db: &TestDatabase,
     api: &Api,
     p: &Project,
     runs: usize,
     report: bool,
 ) -> anyhow::Result<Throughput> {
+    settle(db).await?;
     let tasks = runs as u64 * TASKS_PER_RUN;
     let mut workers = Workers::spawn(api, &p.agents).await?;
     // The bench's own connection names no service, so its queries count for none.
