@@ -134,6 +134,16 @@ async fn relay_to_collector(
     stop: &Shutdown,
     keep_delivered: Duration,
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    relay_polling_to_collector(conn, stop, keep_delivered, Duration::from_secs(60)).await
+}
+
+/// [`relay_to_collector`] with the relay polling every `poll_interval`.
+async fn relay_polling_to_collector(
+    conn: &sea_orm::DatabaseConnection,
+    stop: &Shutdown,
+    keep_delivered: Duration,
+    poll_interval: Duration,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use switchyard_proto::events::v1::event_sink_server::EventSinkServer;
     use switchyard_runtime::outbox::{self, destination};
 
@@ -155,7 +165,7 @@ async fn relay_to_collector(
         switchyard_runtime::grpc::channel(&format!("http://{addr}")).unwrap(),
     );
     let relay_config = switchyard_runtime::config::OutboxConfig {
-        poll_interval: Duration::from_secs(60),
+        poll_interval,
         keep_delivered,
         ..Default::default()
     };
@@ -376,4 +386,94 @@ async fn outbox_payloads_are_compressed_with_lz4_and_read_back_whole() {
     let method: String = row.try_get("", "method").unwrap();
     assert_eq!(method, "lz4");
     assert_eq!(stored, prost::Message::encode_to_vec(&event));
+}
+
+/// A transaction that commits without waiting for the WAL flush (the scheduler's batches of
+/// leased steps) does so alone: the pooled connection goes back to synchronous commits for
+/// whoever takes it next (a plain `SET` would have left every later commit on it unflushed).
+#[tokio::test]
+async fn a_commit_that_skips_the_flush_wait_leaves_the_connection_as_it_was() {
+    let db = TestDatabase::postgres().await;
+    let mut config = db.config("relay");
+    config.max_connections = 1; // the second transaction gets the same connection
+    let conn = switchyard_runtime::db::connect(&config).await.unwrap();
+    let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+    assert_eq!(synchronous_commit(&txn).await, "on");
+    switchyard_runtime::db::without_flush_wait(&txn)
+        .await
+        .unwrap();
+    assert_eq!(synchronous_commit(&txn).await, "off");
+    txn.commit().await.unwrap();
+    let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+    assert_eq!(synchronous_commit(&txn).await, "on");
+    txn.commit().await.unwrap();
+}
+
+async fn synchronous_commit<C: sea_orm::ConnectionTrait>(conn: &C) -> String {
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT current_setting('synchronous_commit') AS value",
+        ))
+        .await
+        .unwrap()
+        .expect("one row");
+    row.try_get("", "value").unwrap()
+}
+
+/// Replicas of an emitter each run a relay for the destination, and one delivers at a time:
+/// every event arrives once, in order, through the relay that leads. When it stops, the other
+/// takes over at its next poll and delivers what came after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_of_several_delivers_and_another_takes_over_when_it_stops() {
+    let db = TestDatabase::postgres().await;
+    let conn = db
+        .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
+        .await;
+    let enqueue = async |n: usize| {
+        let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
+        let events: Vec<_> = (0..n).map(|_| test_event()).collect();
+        switchyard_runtime::outbox::enqueue(
+            &txn,
+            switchyard_runtime::outbox::destination::SCHEDULER,
+            &events,
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        events.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let first = enqueue(20).await;
+    let poll = Duration::from_millis(100);
+    let (stop_a, stop_b) = (Shutdown::new(), Shutdown::new());
+    let mut a = relay_polling_to_collector(&conn, &stop_a, Duration::ZERO, poll).await;
+    let mut b = relay_polling_to_collector(&conn, &stop_b, Duration::ZERO, poll).await;
+    wait_for_count(&conn, "SELECT count(*) AS n FROM outbox_events", 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a second delivery would land
+    let (from_a, from_b) = (drain(&mut a), drain(&mut b));
+    let (leader, stop_leader, mut standby, stop_standby) =
+        match (from_a.is_empty(), from_b.is_empty()) {
+            (false, true) => (from_a, stop_a, b, stop_b),
+            (true, false) => (from_b, stop_b, a, stop_a),
+            _ => panic!("both relays delivered, or neither: {from_a:?} and {from_b:?}"),
+        };
+    assert_eq!(leader, first, "each event once, in order");
+
+    stop_leader.cancel();
+    let second = enqueue(3).await;
+    let mut taken_over = Vec::new();
+    while taken_over.len() < second.len() {
+        let id = tokio::time::timeout(Duration::from_secs(15), standby.recv())
+            .await
+            .expect("the other relay took over")
+            .unwrap();
+        taken_over.push(id);
+    }
+    assert_eq!(taken_over, second);
+    stop_standby.cancel();
+}
+
+/// What a collector has received so far.
+fn drain(received: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    std::iter::from_fn(|| received.try_recv().ok()).collect()
 }

@@ -5,8 +5,10 @@
 //! Consumers de-duplicate by event id, so at-least-once delivery loses and doubles nothing.
 
 pub mod entity;
+mod lead;
 pub mod migration;
 pub mod relay;
+mod rows;
 mod wake;
 pub mod wire;
 

@@ -1,26 +1,22 @@
 //! Delivers one destination's pending outbox events to its consumer, in id order and in
 //! batches, until shutdown.
 //!
-//! On PostgreSQL a batch is claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that
-//! stays open for the delivery call, so replicas of the emitter never deliver the same batch
-//! concurrently, and a crash mid-delivery leaves the rows pending (the consumer de-duplicates
-//! the redelivery). SQLite (embedded mode, one process) reads and settles without row locks.
-//! A delivered batch is deleted in the same transaction (or marked, when
-//! `outbox.keep_delivered` keeps delivered events for debugging).
+//! On PostgreSQL one relay per destination delivers at a time, across replicas: the one that
+//! holds the destination's lead (see [`super::lead`]). It reads a batch, delivers it, and
+//! deletes it (or marks it, when `outbox.keep_delivered` keeps delivered events for
+//! debugging), each a statement of its own: nothing stays open during the delivery call. A
+//! crash mid-delivery leaves the rows pending, and the consumer de-duplicates the
+//! redelivery. SQLite (embedded mode) is one process with one relay per destination.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use prost::Message;
 use rand::Rng;
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
-use switchyard_proto::events::v1::Event;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
-use super::entity::{self, Column, Entity as Outbox};
+use super::entity::{Column, Entity as Outbox};
+use super::lead::Lead;
+use super::rows::{LeadRows, Rows, SeaRows, readable};
 use super::wire::{EncodedEvents, SinkClient};
 use crate::config::OutboxConfig;
 use crate::db::is_postgres;
@@ -43,6 +39,7 @@ pub struct Relay {
     sink: SinkClient,
     config: OutboxConfig,
     service: &'static str,
+    lead: Lead,
 }
 
 /// Spawns the relay for `destination` on the current runtime.
@@ -72,6 +69,7 @@ impl Relay {
             sink,
             config,
             service,
+            lead: Lead::new(destination),
         }
     }
 
@@ -130,50 +128,39 @@ impl Relay {
         tracing::info!(service = self.service, destination = %self.destination, "outbox relay stopped");
     }
 
-    /// Delivers at most one batch. Returns how many events were delivered.
+    /// Delivers at most one batch. Returns how many events were delivered (none while another
+    /// replica's relay leads the destination, see [`super::lead`]).
     pub async fn deliver_batch(&mut self) -> Result<usize, RelayError> {
-        if is_postgres(&self.db) {
-            let txn = crate::db::write_txn(&self.db).await?;
-            let rows = self.pending(&txn, true).await?;
-            let delivered = self.deliver_rows(&txn, rows).await;
-            // Commit either way: marks on success, the failed attempt's counter otherwise.
-            txn.commit().await?;
-            delivered
-        } else {
-            let rows = self.pending(&self.db, false).await?;
-            let db = self.db.clone();
-            self.deliver_rows(&db, rows).await
+        if !is_postgres(&self.db) {
+            // SQLite (embedded mode): one process, one relay per destination.
+            let mut rows = SeaRows(self.db.clone());
+            return self.deliver(&mut rows).await;
         }
+        let pool = self.db.get_postgres_connection_pool().clone();
+        let mut lead = std::mem::replace(&mut self.lead, Lead::new(&self.destination));
+        let outcome = match lead.connection(&pool).await {
+            Ok(Some(conn)) => self.deliver(&mut LeadRows(conn)).await,
+            Ok(None) => Ok(0),
+            Err(error) => Err(error.into()),
+        };
+        if matches!(outcome, Err(RelayError::Database(_))) {
+            lead.step_down();
+        }
+        self.lead = lead;
+        outcome
     }
 
-    async fn pending<C: sea_orm::ConnectionTrait>(
-        &self,
-        conn: &C,
-        lock: bool,
-    ) -> Result<Vec<entity::Model>, sea_orm::DbErr> {
-        let mut query = Outbox::find()
-            .filter(Column::Destination.eq(self.destination.as_str()))
-            .filter(Column::DeliveredAt.is_null())
-            .order_by_asc(Column::Id)
-            .limit(u64::from(self.config.batch_size));
-        if lock {
-            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        query.all(conn).await
-    }
-
-    async fn deliver_rows<C: sea_orm::ConnectionTrait>(
-        &mut self,
-        conn: &C,
-        rows: Vec<entity::Model>,
-    ) -> Result<usize, RelayError> {
-        if rows.is_empty() {
+    /// Reads a batch from `rows`, delivers it and retires it there.
+    async fn deliver<R: Rows>(&mut self, rows: &mut R) -> Result<usize, RelayError> {
+        let batch = rows
+            .pending(&self.destination, self.config.batch_size)
+            .await?;
+        if batch.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        // The stored bytes go out as they are (see `wire`).
-        let events: Vec<Vec<u8>> = rows.into_iter().map(|row| row.payload).collect();
+        let (ids, events): (Vec<i64>, Vec<Vec<u8>>) = batch.into_iter().unzip();
         let count = events.len();
+        // The stored bytes go out as they are (see `wire`).
         let mut outcome = self.call(EncodedEvents { events }).await;
         if let Err(RelayError::Consumer(status)) = &outcome
             && matches!(
@@ -184,52 +171,27 @@ impl Relay {
             // The consumer could not read the batch: send it again without the rows that do
             // not decode (only possible if one was altered by hand), rather than block the
             // queue behind them forever. They stay visible with their error.
-            if let Some(readable) = self.readable(conn, &ids).await? {
+            if let Some(readable) = readable(rows.payloads(&ids).await?) {
                 outcome = self.call(readable).await;
             }
         }
         match outcome {
             Ok(()) => {
-                self.settle(conn, &ids).await?;
+                rows.settle(&ids, !self.config.keep_delivered.is_zero())
+                    .await?;
                 metrics::counter!(OUTBOX_DELIVERED, "service" => self.service, "destination" => self.destination.clone())
                     .increment(count as u64);
-                Ok(ids.len())
+                Ok(count)
             }
             Err(error) => {
-                // Recorded through the caller's connection: on PostgreSQL that is the claim
-                // transaction, which holds these rows' locks (another connection would wait on
-                // them forever). The caller commits, so the attempt is counted and the rows
-                // stay pending.
-                record_failure(conn, ids, &error).await;
+                // Best effort: a failure here only loses the counter; the rows stay pending.
+                let message: String = error.to_string().chars().take(500).collect();
+                if let Err(db_error) = rows.record_failure(&ids, &message).await {
+                    tracing::debug!(error = %db_error, "could not record the failed delivery attempt");
+                }
                 Err(error)
             }
         }
-    }
-
-    /// Retires delivered rows: deletes them at once, or, when `keep_delivered` asks to keep
-    /// them for debugging, marks them delivered for housekeeping to delete later.
-    ///
-    /// Deleting at once is the default because marking costs more than it seems: the mark is
-    /// an update of an indexed column (no HOT update, a new index entry in the delivered
-    /// index) and housekeeping's later delete writes the row a third time. Counted with
-    /// callgrind on PostgreSQL 15, mark plus later delete took about three times the
-    /// instructions of deleting at delivery. The consumers keep what the events said.
-    async fn settle<C: sea_orm::ConnectionTrait>(
-        &self,
-        conn: &C,
-        ids: &[i64],
-    ) -> Result<(), sea_orm::DbErr> {
-        let delivered = Column::Id.is_in(ids.iter().copied());
-        if self.config.keep_delivered.is_zero() {
-            Outbox::delete_many().filter(delivered).exec(conn).await?;
-        } else {
-            Outbox::update_many()
-                .col_expr(Column::DeliveredAt, Expr::value(Utc::now()))
-                .filter(delivered)
-                .exec(conn)
-                .await?;
-        }
-        Ok(())
     }
 
     async fn call(&mut self, events: EncodedEvents) -> Result<(), RelayError> {
@@ -239,31 +201,6 @@ impl Relay {
             Ok(Err(status)) => Err(RelayError::Consumer(status)),
             Err(_) => Err(RelayError::Timeout(self.config.delivery_timeout)),
         }
-    }
-
-    /// The batch's rows again, without those that do not decode as an event (each logged);
-    /// `None` when every row decodes, i.e. the refusal was not about them.
-    async fn readable<C: sea_orm::ConnectionTrait>(
-        &self,
-        conn: &C,
-        ids: &[i64],
-    ) -> Result<Option<EncodedEvents>, sea_orm::DbErr> {
-        let rows = Outbox::find()
-            .filter(Column::Id.is_in(ids.iter().copied()))
-            .order_by_asc(Column::Id)
-            .all(conn)
-            .await?;
-        let total = rows.len();
-        let mut events = Vec::with_capacity(total);
-        for row in rows {
-            match Event::decode(row.payload.as_slice()) {
-                Ok(_) => events.push(row.payload),
-                Err(error) => {
-                    tracing::error!(%error, outbox_id = row.id, "undecodable outbox event skipped");
-                }
-            }
-        }
-        Ok((events.len() < total).then_some(EncodedEvents { events }))
     }
 
     /// Updates the backlog gauge and deletes delivered events past their keep period.
@@ -292,22 +229,6 @@ impl Relay {
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "outbox cleanup failed"),
         }
-    }
-}
-
-/// Counts a failed attempt on the rows. Best effort: a failure here only loses the counter.
-async fn record_failure<C: sea_orm::ConnectionTrait>(conn: &C, ids: Vec<i64>, error: &RelayError) {
-    // Scoped: ExprTrait is implemented for every type and would shadow `Ord::min` elsewhere.
-    use sea_orm::sea_query::ExprTrait as _;
-    let message: String = error.to_string().chars().take(500).collect();
-    let result = Outbox::update_many()
-        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-        .col_expr(Column::LastError, Expr::value(message))
-        .filter(Column::Id.is_in(ids))
-        .exec(conn)
-        .await;
-    if let Err(error) = result {
-        tracing::debug!(%error, "could not record the failed delivery attempt");
     }
 }
 

@@ -287,6 +287,9 @@ impl super::Engine {
         let event = event(steps);
         let written = async {
             let txn = switchyard_runtime::db::write_txn(&self.db).await?;
+            // The steps waited in memory until now, so a crash could lose them anyway (the
+            // active view's reconciliation covers that): not worth a WAL flush every round.
+            switchyard_runtime::db::without_flush_wait(&txn).await?;
             outbox::enqueue(&txn, destination::MONITORING, std::slice::from_ref(&event)).await?;
             txn.commit().await?;
             Ok::<_, Error>(())
