@@ -260,8 +260,8 @@ pub(crate) async fn cluster(task_events: bool) -> anyhow::Result<(TestDatabase, 
         |c| c.rate_limit.enabled = false,
         |s| {
             s.engine.task_events = task_events;
-            // The scheduler's relays at their shipped pace (tests poll ten times as often):
-            // how often the task events go to monitoring decides what a delivery costs.
+            // Every service's relays at their shipped pace (tests poll ten times as often):
+            // how often events go to monitoring decides what a delivery costs there.
             s.outbox.poll_interval = OutboxConfig::default().poll_interval;
         },
     )

@@ -166,7 +166,12 @@ async fn spawn_around(
     tuned: &switchyard_scheduler::SchedulerConfig,
     monitoring_template: &switchyard_monitoring::MonitoringConfig,
 ) -> Result<Services, RuntimeError> {
-    let mut outbox = outbox_to(audit);
+    // Every service's relays at the pace the scheduler hook chose (the benchmark asks for
+    // the shipped one): how often a destination is polled decides what its deliveries cost.
+    let mut outbox = OutboxConfig {
+        poll_interval: tuned.outbox.poll_interval,
+        ..outbox_to(audit)
+    };
     // The control plane and the scheduler relay events to each other, and the scheduler its
     // task lifecycle events to monitoring. Monitoring needs only the control plane's and the
     // scheduler's addresses (dialled lazily), so it starts first on a port of its own.
