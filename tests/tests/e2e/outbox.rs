@@ -189,6 +189,24 @@ fn test_event() -> switchyard_proto::events::v1::Event {
     )
 }
 
+/// `n` test events for the scheduler's relay, enqueued and committed in one transaction.
+async fn enqueue_committed(
+    conn: &sea_orm::DatabaseConnection,
+    n: usize,
+) -> Vec<switchyard_proto::events::v1::Event> {
+    let txn = switchyard_runtime::db::write_txn(conn).await.unwrap();
+    let events: Vec<_> = (0..n).map(|_| test_event()).collect();
+    switchyard_runtime::outbox::enqueue(
+        &txn,
+        switchyard_runtime::outbox::destination::SCHEDULER,
+        &events,
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    events
+}
+
 /// A test event for the scheduler's relay, enqueued in `txn`.
 async fn enqueue_test_event(
     txn: &sea_orm::DatabaseTransaction,
@@ -300,16 +318,7 @@ async fn delivered_events_arrive_in_order_and_leave_the_table() {
             let conn = db
                 .migrated::<switchyard_scheduler_migration::Migrator>(&format!("scheduler{n}"))
                 .await;
-            let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
-            let events: Vec<_> = (0..3).map(|_| test_event()).collect();
-            switchyard_runtime::outbox::enqueue(
-                &txn,
-                switchyard_runtime::outbox::destination::SCHEDULER,
-                &events,
-            )
-            .await
-            .unwrap();
-            txn.commit().await.unwrap();
+            let events = enqueue_committed(&conn, 3).await;
 
             let stop = Shutdown::new();
             let mut received = relay_to_collector(&conn, &stop, keep).await;
@@ -431,16 +440,7 @@ async fn one_relay_of_several_delivers_and_another_takes_over_when_it_stops() {
         .migrated::<switchyard_scheduler_migration::Migrator>("scheduler")
         .await;
     let enqueue = async |n: usize| {
-        let txn = switchyard_runtime::db::write_txn(&conn).await.unwrap();
-        let events: Vec<_> = (0..n).map(|_| test_event()).collect();
-        switchyard_runtime::outbox::enqueue(
-            &txn,
-            switchyard_runtime::outbox::destination::SCHEDULER,
-            &events,
-        )
-        .await
-        .unwrap();
-        txn.commit().await.unwrap();
+        let events = enqueue_committed(&conn, n).await;
         events.into_iter().map(|e| e.id).collect::<Vec<_>>()
     };
     let first = enqueue(20).await;

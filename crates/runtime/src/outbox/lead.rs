@@ -28,27 +28,20 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(\
     hashtextextended('switchyard-outbox:' || current_schema() || ':' || $1, 0))";
 
 /// The relay's connection, and whether it holds the lead.
+#[derive(Default)]
 pub(crate) struct Lead {
-    destination: String,
     conn: Option<PgConnection>,
     leading: bool,
 }
 
 impl Lead {
-    pub(crate) fn new(destination: &str) -> Lead {
-        Lead {
-            destination: destination.to_owned(),
-            conn: None,
-            leading: false,
-        }
-    }
-
-    /// The leading connection, after taking the lead if this relay does not hold it yet;
-    /// `None` while another replica's relay leads. A standby keeps its connection to try
-    /// again at its next poll.
+    /// The leading connection for `destination`, after taking the lead if this relay does
+    /// not hold it yet; `None` while another replica's relay leads. A standby keeps its
+    /// connection to try again at its next poll.
     pub(crate) async fn connection(
         &mut self,
         pool: &PgPool,
+        destination: &str,
     ) -> Result<Option<&mut PgConnection>, DbErr> {
         if !self.leading {
             let conn = match &mut self.conn {
@@ -65,12 +58,12 @@ impl Lead {
                 }
             };
             self.leading = sqlx::query_scalar::<_, bool>(TRY_LOCK)
-                .bind(&self.destination)
+                .bind(destination)
                 .fetch_one(conn)
                 .await
                 .map_err(driver_error)?;
             if self.leading {
-                tracing::debug!(destination = %self.destination, "outbox relay leads its destination");
+                tracing::debug!(%destination, "outbox relay leads its destination");
             }
         }
         Ok(if self.leading {

@@ -69,7 +69,7 @@ impl Relay {
             sink,
             config,
             service,
-            lead: Lead::new(destination),
+            lead: Lead::default(),
         }
     }
 
@@ -137,8 +137,9 @@ impl Relay {
             return self.deliver(&mut rows).await;
         }
         let pool = self.db.get_postgres_connection_pool().clone();
-        let mut lead = std::mem::replace(&mut self.lead, Lead::new(&self.destination));
-        let outcome = match lead.connection(&pool).await {
+        // Taken out for the batch: `deliver` borrows the whole relay.
+        let mut lead = std::mem::take(&mut self.lead);
+        let outcome = match lead.connection(&pool, &self.destination).await {
             Ok(Some(conn)) => self.deliver(&mut LeadRows(conn)).await,
             Ok(None) => Ok(0),
             Err(error) => Err(error.into()),
