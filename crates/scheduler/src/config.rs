@@ -66,6 +66,11 @@ pub struct EngineConfig {
     /// `engine::lifecycle`). The active-task view shows a lease up to this much later.
     #[serde(with = "humantime_serde")]
     pub leased_flush_interval: Duration,
+    /// How long an attempt runs before its `LEASED` step is written: one that ends sooner is
+    /// told to monitoring by its ending alone (half the events for short tasks), and a longer
+    /// one shows in the active-task view this much later.
+    #[serde(with = "humantime_serde")]
+    pub leased_delay: Duration,
     /// How often the queue depth gauge (`switchyard_queue_depth`) is refreshed: one grouped
     /// count of queued tasks, never done per claim.
     #[serde(with = "humantime_serde")]
@@ -84,6 +89,7 @@ impl Default for EngineConfig {
             artifact_retention: Duration::from_secs(14 * 24 * 3600),
             task_events: true,
             leased_flush_interval: Duration::from_millis(100),
+            leased_delay: Duration::from_secs(1),
             queue_depth_interval: Duration::from_secs(15),
         }
     }
@@ -98,6 +104,7 @@ impl EngineConfig {
             },
             schedule_to_start: self.schedule_to_start,
             task_events: self.task_events,
+            leased_delay: self.leased_delay,
         }
     }
 }
@@ -133,6 +140,9 @@ impl Validate for SchedulerConfig {
         {
             problems
                 .push("engine.leased_flush_interval must be more than 0 and at most 10s".into());
+        }
+        if self.engine.leased_delay > Duration::from_secs(60) {
+            problems.push("engine.leased_delay must be at most 1m".into());
         }
         if self.engine.queue_depth_interval < Duration::from_secs(1) {
             problems.push("engine.queue_depth_interval must be at least 1s".into());
@@ -189,5 +199,23 @@ mod tests {
         assert_eq!(problems(Duration::from_secs(10)), 0);
         assert_eq!(problems(Duration::ZERO), 1);
         assert_eq!(problems(Duration::from_secs(11)), 1);
+    }
+
+    #[test]
+    fn the_leased_delay_is_at_most_a_minute() {
+        let problems = |delay: Duration| {
+            let mut config = SchedulerConfig::default();
+            config.engine.leased_delay = delay;
+            config.validate()
+        };
+        assert!(problems(Duration::from_secs(1)).is_empty(), "the default");
+        assert!(
+            problems(Duration::ZERO).is_empty(),
+            "every step at the next flush"
+        );
+        assert_eq!(
+            problems(Duration::from_secs(61)),
+            ["engine.leased_delay must be at most 1m"]
+        );
     }
 }

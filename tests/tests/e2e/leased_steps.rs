@@ -2,7 +2,10 @@
 //! the claim transaction writes no event, nor does a completion carry them; the periodic
 //! flush writes all that wait as one event, and puts them back when that fails. An attempt
 //! that ends while its step waits takes the step with it (its ending says the step was never
-//! sent), unless the ending does not commit. With task events off there are none.
+//! sent), unless the ending does not commit. With task events off there are none. A step
+//! is due once its attempt has run for `leased_delay`; at shutdown all are.
+
+use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::json;
@@ -47,7 +50,12 @@ async fn rename_outbox(engine: &switchyard_scheduler::engine::Engine, from: &str
 }
 
 async fn leased_steps_follow_their_claim(db: TestDatabase) {
-    let engine = engine(&db, Settings::default()).await;
+    // Every waiting step is due at the next flush (the delay has its own test below).
+    let now = Settings {
+        leased_delay: Duration::ZERO,
+        ..Settings::default()
+    };
+    let engine = engine(&db, now).await;
     let two = json!({"nodes": [{"id": "t", "run": "true", "shards": 2}]});
     submit(&engine, &run_id(1), two.clone()).await;
     let tasks = claim(&engine).await;
@@ -110,7 +118,7 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
         &db,
         Settings {
             task_events: false,
-            ..Settings::default()
+            ..now
         },
     )
     .await;
@@ -131,4 +139,34 @@ async fn leased_steps_follow_their_claim_on_postgres() {
 #[tokio::test]
 async fn leased_steps_follow_their_claim_on_sqlite() {
     leased_steps_follow_their_claim(TestDatabase::sqlite()).await;
+}
+
+/// With the shipped delay (1 s), a step just claimed is not written by the periodic flush;
+/// the flush at shutdown writes it.
+async fn young_leased_steps_wait_for_the_delay(db: TestDatabase) {
+    let engine = engine(&db, Settings::default()).await;
+    submit(
+        &engine,
+        &run_id(1),
+        json!({"nodes": [{"id": "t", "run": "true"}]}),
+    )
+    .await;
+    let tasks = claim(&engine).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(engine.flush_leased().await.unwrap(), 0, "not due yet");
+    assert_eq!(engine.leased.len(), 1);
+    assert!(monitoring_events(&engine.db).await.is_empty());
+    assert_eq!(engine.flush_all_leased().await.unwrap(), 1);
+    let leased = vec![vec![(TaskPhase::Leased, tasks[0].0.clone(), false)]];
+    assert_eq!(monitoring_events(&engine.db).await, leased);
+}
+
+#[tokio::test]
+async fn young_leased_steps_wait_for_the_delay_on_postgres() {
+    young_leased_steps_wait_for_the_delay(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn young_leased_steps_wait_for_the_delay_on_sqlite() {
+    young_leased_steps_wait_for_the_delay(TestDatabase::sqlite()).await;
 }

@@ -8,10 +8,11 @@
 //! not: a claim is the one write an agent waits on, and an outbox row in it lengthens the
 //! transaction that holds the claimed rows locked. Nor do they ride with the completions,
 //! which one batcher applies one transaction at a time: every step added there is paid on
-//! the path all completions queue on. A committed claim's steps wait in [`LeasedSteps`] and
-//! are written together every `engine.leased_flush_interval`, in a transaction of their own,
-//! beside the claims and completions rather than in their way. What that costs: the
-//! active-task view shows a lease up to that much later, and a scheduler that dies with steps
+//! the path all completions queue on. A committed claim's steps wait in [`LeasedSteps`]
+//! until their attempts have run for `engine.leased_delay`, and are written together (checked
+//! every `engine.leased_flush_interval`), in a transaction of their own, beside the claims
+//! and completions rather than in their way. What that costs: the active-task view shows a
+//! lease up to that much later, and a scheduler that dies with steps
 //! waiting loses them, which costs nothing lasting: every ending carries the attempt's start
 //! and agent (the history is whole without its `LEASED`), and monitoring's periodic
 //! reconciliation with the scheduler's queue puts the attempt in the view. A `LEASED` that
@@ -22,8 +23,6 @@
 //! All steps of one transaction go as one `TaskLifecycleBatch` event (one outbox row), which
 //! costs one small insert per transaction rather than a row per step.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,6 +38,8 @@ use crate::SERVICE;
 use crate::error::{Error, Result};
 use crate::store::attempts::{self, Outcome};
 use crate::store::entity::{task, task_attempt};
+
+use super::leased::{LeasedSteps, Waiting};
 
 /// How an attempt ended, for its event.
 #[derive(Debug, Clone, Default)]
@@ -147,91 +148,6 @@ impl Endings {
     }
 }
 
-/// Most `LEASED` steps [`LeasedSteps`] holds: past it (the database refusing every write for
-/// a long while, say) the oldest are dropped, which the active view's reconciliation makes up
-/// for.
-const MAX_WAITING: usize = 100_000;
-
-/// `LEASED` steps of committed claims, waiting to be written (see the module docs). Cheap to
-/// clone: clones share the steps.
-#[derive(Clone, Default)]
-pub struct LeasedSteps(Arc<Mutex<Vec<TaskLifecycle>>>);
-
-impl LeasedSteps {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TaskLifecycle>> {
-        // A panic while holding the lock leaves a vector, which is still a list of steps.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A claim committed: its attempts' steps wait to be sent.
-    pub fn add(&self, steps: impl IntoIterator<Item = TaskLifecycle>) {
-        let mut waiting = self.lock();
-        waiting.extend(steps);
-        if waiting.len() > MAX_WAITING {
-            let dropped = waiting.len() - MAX_WAITING;
-            waiting.drain(..dropped);
-            tracing::warn!(
-                dropped,
-                "leased steps for monitoring could not be written for a long while; the oldest were dropped"
-            );
-        }
-    }
-
-    /// Takes out the waiting steps of attempts that `endings` end, and marks those endings
-    /// `leased_unsent`: an attempt that ended before its `LEASED` was written has nothing
-    /// left to show as running, so the step is never sent, and monitoring counts the
-    /// attempt's wait from its ending instead. With short tasks most attempts end within one
-    /// flush interval, and this spares monitoring half of their steps. Returns the steps
-    /// taken, to be put back if the endings' transaction does not commit.
-    fn take_ended(&self, endings: &mut [TaskLifecycle]) -> Vec<TaskLifecycle> {
-        let mut waiting = self.lock();
-        if waiting.is_empty() || endings.is_empty() {
-            return Vec::new();
-        }
-        let mut marked: Vec<usize> = Vec::new();
-        let taken: Vec<TaskLifecycle> = {
-            let ending: HashMap<(&str, u32), usize> = endings
-                .iter()
-                .enumerate()
-                .filter(|(_, step)| step.phase != TaskPhase::Leased as i32)
-                .map(|(at, step)| ((step.task_id.as_str(), step.attempt), at))
-                .collect();
-            waiting
-                .extract_if(.., |step| {
-                    let at = ending.get(&(step.task_id.as_str(), step.attempt));
-                    marked.extend(at);
-                    at.is_some()
-                })
-                .collect()
-        };
-        for at in marked {
-            endings[at].leased_unsent = true;
-        }
-        taken
-    }
-
-    /// Takes every waiting step, to be written.
-    fn take(&self) -> Vec<TaskLifecycle> {
-        std::mem::take(&mut *self.lock())
-    }
-
-    /// Puts back steps whose transaction did not commit, ahead of any added since.
-    fn restore(&self, mut steps: Vec<TaskLifecycle>) {
-        let mut waiting = self.lock();
-        steps.append(&mut waiting);
-        *waiting = steps;
-    }
-
-    /// How many steps wait.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-}
-
 /// Writes `steps` for monitoring in the caller's transaction, as one event (one outbox row),
 /// when task events are on.
 pub async fn emit<C: ConnectionTrait>(
@@ -276,15 +192,26 @@ impl super::Engine {
         committed
     }
 
-    /// Writes the waiting `LEASED` steps as one event in a transaction of their own; puts them
-    /// back when it fails. Returns how many went.
+    /// Writes the `LEASED` steps of attempts leased at least `engine.leased_delay` ago as one
+    /// event in a transaction of their own; puts them back when it fails. Returns how many
+    /// went.
     pub async fn flush_leased(&self) -> Result<usize> {
-        let steps = self.leased.take();
-        if steps.is_empty() {
+        self.write_leased(self.settings.leased_delay).await
+    }
+
+    /// Writes every waiting `LEASED` step, however young (at shutdown: nobody else will).
+    pub async fn flush_all_leased(&self) -> Result<usize> {
+        self.write_leased(Duration::ZERO).await
+    }
+
+    async fn write_leased(&self, older_than: Duration) -> Result<usize> {
+        let due = self.leased.take_older_than(older_than);
+        if due.is_empty() {
             return Ok(0);
         }
-        let count = steps.len();
-        let event = event(steps);
+        let count = due.len();
+        let places: Vec<_> = due.iter().map(Waiting::place).collect();
+        let event = event(due.into_iter().map(|w| w.step).collect());
         let written = async {
             let txn = switchyard_runtime::db::write_txn(&self.db).await?;
             // The steps waited in memory until now, so a crash could lose them anyway (the
@@ -299,7 +226,8 @@ impl super::Engine {
             // A commit whose outcome is unknown may send them twice, which monitoring's merge
             // makes harmless.
             if let Some(Payload::TaskLifecycles(batch)) = event.payload {
-                self.leased.restore(batch.steps);
+                self.leased
+                    .restore(LeasedSteps::rejoin(places, batch.steps));
             }
             return Err(error);
         }
@@ -307,17 +235,21 @@ impl super::Engine {
     }
 }
 
-/// Writes the waiting `LEASED` steps every `interval` until shutdown; after it, once more each
-/// interval until one passes with nothing new (claims answered while the server drains). A
-/// claim that commits later still is left to the active view's reconciliation, as after a
-/// crash.
+/// Writes the `LEASED` steps that have waited `engine.leased_delay` every `interval` until
+/// shutdown; then all that wait, however young, once more each interval until one passes with
+/// nothing new (claims answered while the server drains). A claim that commits later still is
+/// left to the active view's reconciliation, as after a crash.
 pub fn spawn_leased_flush(
     engine: super::Engine,
     interval: Duration,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    async fn flush(engine: &super::Engine) -> Result<usize> {
-        let outcome = engine.flush_leased().await;
+    async fn flush(engine: &super::Engine, all: bool) -> Result<usize> {
+        let outcome = if all {
+            engine.flush_all_leased().await
+        } else {
+            engine.flush_leased().await
+        };
         if let Err(error) = &outcome {
             tracing::warn!(%error, waiting = engine.leased.len(), "leased steps for monitoring not written");
         }
@@ -329,11 +261,11 @@ pub fn spawn_leased_flush(
                 () = tokio::time::sleep(interval) => {}
                 () = shutdown.cancelled() => {}
             }
-            let _ = flush(&engine).await;
+            let _ = flush(&engine, shutdown.is_cancelled()).await;
         }
         loop {
             tokio::time::sleep(interval).await;
-            if !matches!(flush(&engine).await, Ok(1..)) {
+            if !matches!(flush(&engine, true).await, Ok(1..)) {
                 return;
             }
         }
@@ -417,62 +349,6 @@ mod tests {
         );
         assert!(e.queued_at.is_some() && e.started_at.is_some() && e.finished_at.is_some());
         assert!(e.not_before.is_some());
-    }
-
-    #[test]
-    fn leased_steps_put_back_go_ahead_of_those_added_since() {
-        let waiting = LeasedSteps::default();
-        let step = |id: &str| TaskLifecycle {
-            task_id: id.into(),
-            ..leased(&task())
-        };
-        waiting.add([step("a"), step("b")]);
-        let taken = waiting.take();
-        assert!(waiting.is_empty());
-        // Claimed while the write failed: goes after the ones put back.
-        waiting.add([step("c")]);
-        waiting.restore(taken);
-        let ids: Vec<String> = waiting.take().into_iter().map(|s| s.task_id).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn an_ending_takes_its_attempts_waiting_lease_step_and_says_so() {
-        let waiting = LeasedSteps::default();
-        let step = |id: &str, attempt: u32| TaskLifecycle {
-            task_id: id.into(),
-            attempt,
-            ..leased(&task())
-        };
-        let ending = |id: &str, attempt: u32| TaskLifecycle {
-            phase: TaskPhase::Succeeded as i32,
-            ..step(id, attempt)
-        };
-        let ids = |steps: Vec<TaskLifecycle>| -> Vec<String> {
-            steps.into_iter().map(|s| s.task_id).collect()
-        };
-        waiting.add([step("a", 1), step("b", 1), step("c", 1)]);
-        // b's attempt ends; a's next attempt ends (not the one waiting); d's was never here.
-        let mut endings = vec![ending("b", 1), ending("a", 2), ending("d", 1)];
-        let taken = waiting.take_ended(&mut endings);
-        assert_eq!(ids(taken), ["b"]);
-        let marked: Vec<bool> = endings.iter().map(|e| e.leased_unsent).collect();
-        assert_eq!(marked, [true, false, false]);
-        assert_eq!(ids(waiting.take()), ["a", "c"]);
-    }
-
-    #[test]
-    fn waiting_leased_steps_are_bounded_dropping_the_oldest() {
-        let waiting = LeasedSteps::default();
-        let step = |n: usize| TaskLifecycle {
-            task_id: n.to_string(),
-            ..TaskLifecycle::default()
-        };
-        waiting.add((0..MAX_WAITING).map(step));
-        waiting.add((MAX_WAITING..MAX_WAITING + 3).map(step));
-        let kept = waiting.take();
-        assert_eq!(kept.len(), MAX_WAITING);
-        assert_eq!(kept[0].task_id, "3");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod batcher;
 pub mod cron_job;
+pub mod leased;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod progress;
@@ -39,6 +40,8 @@ pub struct Settings {
     pub schedule_to_start: Duration,
     /// Whether task lifecycle events go to monitoring (through the outbox).
     pub task_events: bool,
+    /// How long an attempt runs before its `LEASED` step is written (see `leased`).
+    pub leased_delay: Duration,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             budget: Budget::default(),
             schedule_to_start: Duration::from_secs(600),
             task_events: true,
+            leased_delay: Duration::from_secs(1),
         }
     }
 }
@@ -63,7 +67,7 @@ pub struct Engine {
     /// instead of at their next poll.
     pub wake: wake::Wake,
     /// `LEASED` steps of committed claims, waiting for the periodic flush (`lifecycle`).
-    pub leased: lifecycle::LeasedSteps,
+    pub leased: leased::LeasedSteps,
 }
 
 /// How long past its timeout (and a lease) an attempt may stay leased before the sweeper fails
@@ -113,7 +117,7 @@ impl Engine {
             db,
             settings,
             wake: wake::Wake::default(),
-            leased: lifecycle::LeasedSteps::default(),
+            leased: leased::LeasedSteps::default(),
         }
     }
 
