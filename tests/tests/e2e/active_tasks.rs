@@ -15,6 +15,7 @@ use switchyard_proto::scheduler::v1::{PollTasksRequest, RegisterAgentRequest};
 use switchyard_test_support::cluster::{channel, redis};
 use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase, eventually};
 
+use crate::monitoring::first_reconciliation;
 use crate::runs::setup_full;
 
 const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
@@ -261,6 +262,9 @@ fn event(steps: Vec<TaskLifecycle>) -> Event {
 async fn monitoring_duplicates_and_late_leases_never_reopen_an_attempt() {
     let db = TestDatabase::postgres().await;
     let s = setup_full(&db, |_| {}, |_| {}, on_redis(&db)).await;
+    // The steps below are made up: the scheduler's queue never lists them, so they go in
+    // after the first reconciliation, which would remove them (the next is 30 s away).
+    first_reconciliation().await;
     let project = s.project.clone();
     let sink = EventSinkClient::new(channel(&s.api.cluster.monitoring));
     let deliver = |events: Vec<Event>| {

@@ -156,9 +156,10 @@ fn key(a: &Attempt) -> (String, u64) {
 }
 
 /// Waits for monitoring's first reconciliation of its active view with the scheduler: it
-/// drops attempts the scheduler does not lease, which the synthetic events below are, so
-/// they go in after it (the next one is `active.reconcile_interval`, 30 s, away).
-async fn first_reconciliation() {
+/// drops attempts the scheduler does not lease, which synthetic events (here and in
+/// `active_tasks`) are, so they go in after it (the next one is `active.reconcile_interval`,
+/// 30 s, away).
+pub(crate) async fn first_reconciliation() {
     let series = format!(
         "{}{{service=\"monitoring\"}}",
         switchyard_monitoring::metrics::ACTIVE_RECONCILES
