@@ -8,7 +8,7 @@
 //! - worker: the same engine behind every real hop (HTTP create, outbox, gRPC worker API):
 //!   throughput and create-to-start latency;
 //! - monitoring: that workload with monitoring's task events on and off, interleaved in
-//!   short segments on two clusters, and the cost, with create-to-start split into its hops
+//!   short segments on two clusters (fresh ones every pair), and the cost, with create-to-start split into its hops
 //!   (see `hops`; `SWITCHYARD_BENCH_LATENCY_IDLE_MS` pauses before the latency workloads);
 //!   `worker-without-events` runs one pass of the worker workload with them off (to profile
 //!   the side without monitoring); `monitoring-latency` interleaves create-to-start alone.

@@ -5,23 +5,29 @@
 //!
 //! Method. This machine is shared, and its speed drifts by several percent over minutes:
 //! two passes a minute apart differ more than monitoring costs. So the two sides are not
-//! measured one after the other but interleaved in short pairs: both clusters are built (and
-//! warmed by one segment each, not counted) before the first measured pair. In each pair,
-//! the throughput workload (20,000 tasks) runs on one side and then on the other (the side
-//! that goes first alternating), each after a vacuum of what had fallen due in its cluster
-//! and a checkpoint (see `worker::settle`), so neither side is charged for upkeep that
-//! happened to land in it. Then both clusters settle again and the create-to-start workloads
-//! run in the order A B B A (half the samples each time, A being the side whose burst came
-//! first): both sides start measuring at the same distance from the bursts on average, and
-//! a slope in whatever the bursts left lingering (or in the machine) is charged to both
-//! alike. Waiting for each side's own settle before its latency workload did not: the side
-//! with more to vacuum started later after its burst and came out faster (5–20%). The
-//! upkeep itself (vacuum, writing dirty pages back) is not counted on either side.
+//! measured one after the other but interleaved in short pairs. Each pair builds two fresh
+//! clusters, one a side (the side built first alternating), and warms each with a short
+//! segment, not counted. Then the throughput workload (20,000 tasks) runs on one side and
+//! then on the other, each after a vacuum of what had fallen due in its cluster and a
+//! checkpoint (see `worker::settle`), so neither side is charged for upkeep that happened to
+//! land in it. Then both clusters settle again and the create-to-start workloads run in the
+//! order A B B A (half the samples each time, A being the side whose burst came first): both
+//! sides start measuring at the same distance from the bursts on average, and a slope in
+//! whatever the bursts left lingering (or in the machine) is charged to both alike. Waiting
+//! for each side's own settle before its latency workload did not: the side with more to
+//! vacuum started later after its burst and came out faster (5–20%). The upkeep itself
+//! (vacuum, writing dirty pages back) is not counted on either side.
+//!
+//! Why fresh clusters every pair: with two clusters kept through the whole benchmark, one
+//! of them (with events on or off alike) at times fell into a slower state after 1 to 11
+//! pairs and stayed there (create-to-start +50–80%, mostly in the control plane → scheduler
+//! delivery, and ~7% more scheduler database time per task), so which side it hit decided
+//! the run: paired p50 +57.9% in one 30-pair run, −38.5% in another. A fresh pair of
+//! clusters holds such a state for one pair at most, which the medians discount, and every
+//! pair measures tables of the same size.
 //!
 //! The cost is then given two ways: the sides' medians compared, and the median of the
-//! pairs' own changes, with a distribution-free interval around it. Both clusters live
-//! through the whole benchmark, so their tables grow alike; the idle one costs little (its
-//! relays' polls), and it costs both sides' segments alike.
+//! pairs' own changes, with a distribution-free interval around it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,13 +78,12 @@ fn latency_idle() -> Duration {
     Duration::from_millis(millis)
 }
 
-/// One side: a cluster kept for the whole benchmark, and what its segments measured.
+/// One side: a cluster with task events on or off.
 struct Side {
     runs: usize,
     db: TestDatabase,
     api: Api,
     project: Project,
-    figures: Vec<Figures>,
 }
 
 impl Side {
@@ -89,13 +94,12 @@ impl Side {
             db,
             api,
             project,
-            figures: Vec::new(),
         })
     }
 
-    /// Both workloads once, not counted (the warm-up).
-    async fn segment(&self) -> anyhow::Result<Figures> {
-        measure(&self.db, &self.api, &self.project, self.runs, false).await
+    /// Both workloads once, not counted (the warm-up), `runs` runs long.
+    async fn warm_up(&self, runs: usize) -> anyhow::Result<Figures> {
+        measure(&self.db, &self.api, &self.project, runs, false).await
     }
 
     async fn throughput(&self) -> anyhow::Result<Throughput> {
@@ -106,28 +110,45 @@ impl Side {
         create_to_start(&self.api, &self.project, samples).await
     }
 
-    async fn record(
-        &mut self,
+    async fn figures(
+        &self,
         throughput: Throughput,
         latency: Vec<Duration>,
         since: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Figures> {
         let (p50_ms, p99_ms) = percentiles(latency, false);
-        self.figures.push(Figures {
+        Ok(Figures {
             lease_to_complete: throughput.lease_to_complete,
             p50_ms,
             p99_ms,
             cpu: throughput.cpu,
             postgres_by_service: throughput.postgres_by_service,
             hops: Hops::since(&self.db, since).await?,
-        });
-        Ok(())
+        })
+    }
+
+    /// Stops the services; dropping the side then drops its schemas.
+    async fn stop(self) {
+        self.api.stop().await;
     }
 }
 
-/// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
-/// settle; then create-to-start on `a`, `b`, `b`, `a`, half the samples each time.
-async fn pair(a: &mut Side, b: &mut Side) -> anyhow::Result<()> {
+/// Runs of the warm-up segment of a pair's fresh clusters: a quarter of a measured one, enough
+/// to fill connection pools, prepare statements and load caches.
+fn warm_up_runs(runs: usize) -> usize {
+    runs.div_ceil(4)
+}
+
+/// One measured pair (see the module docs) on two fresh clusters, `a` built and warmed
+/// first: `a`'s throughput workload, then `b`'s; both settle; then create-to-start on `a`,
+/// `b`, `b`, `a`, half the samples each time. Returns `a`'s figures and `b`'s.
+async fn pair(a_events: bool, runs: usize) -> anyhow::Result<(Figures, Figures)> {
+    let a = Side::new(a_events, runs).await?;
+    let b = Side::new(!a_events, runs).await?;
+    a.warm_up(warm_up_runs(runs)).await?;
+    b.warm_up(warm_up_runs(runs)).await?;
+    settle(&a.db).await?;
+    settle(&b.db).await?;
     let a_throughput = a.throughput().await?;
     let b_throughput = b.throughput().await?;
     settle(&a.db).await?;
@@ -139,8 +160,13 @@ async fn pair(a: &mut Side, b: &mut Side) -> anyhow::Result<()> {
     let mut b_latency = b.create_to_start(half).await?;
     b_latency.extend(b.create_to_start(half).await?);
     a_latency.extend(a.create_to_start(half).await?);
-    a.record(a_throughput, a_latency, since).await?;
-    b.record(b_throughput, b_latency, since).await
+    let figures = (
+        a.figures(a_throughput, a_latency, since).await?,
+        b.figures(b_throughput, b_latency, since).await?,
+    );
+    a.stop().await;
+    b.stop().await;
+    Ok(figures)
 }
 
 pub async fn overhead() -> anyhow::Result<()> {
@@ -149,38 +175,34 @@ pub async fn overhead() -> anyhow::Result<()> {
     let tasks = runs as u64 * TASKS_PER_RUN;
     println!(
         "monitoring: the worker workload with task events on (monitoring ingesting) and off, \
-         interleaved on two clusters: {passes} pairs of segments of {tasks} tasks a side"
+         interleaved on two fresh clusters a pair: {passes} pairs of segments of {tasks} tasks a side"
     );
-    let mut off = Side::new(false, runs).await?;
-    let mut on = Side::new(true, runs).await?;
-    // Warm-up: connection pools filled, statements prepared, caches loaded on both sides.
-    off.segment().await?;
-    on.segment().await?;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
     for i in 0..passes {
-        if i % 2 == 0 {
-            pair(&mut off, &mut on).await?;
+        // The side that goes first alternates.
+        let (without, with) = if i % 2 == 0 {
+            pair(false, runs).await?
         } else {
-            pair(&mut on, &mut off).await?;
-        }
-        if let (Some(without), Some(with)) = (off.figures.last(), on.figures.last()) {
-            println!(
-                "     pair {}/{passes}: without {:.0} tasks/s, p50 {:.2} ms; with {:.0} tasks/s, p50 {:.2} ms",
-                i + 1,
-                without.lease_to_complete,
-                without.p50_ms,
-                with.lease_to_complete,
-                with.p50_ms
-            );
-            println!(
-                "               create-to-start hops: without {}; with {}",
-                without.hops.describe(),
-                with.hops.describe()
-            );
-        }
+            let (with, without) = pair(true, runs).await?;
+            (without, with)
+        };
+        println!(
+            "     pair {}/{passes}: without {:.0} tasks/s, p50 {:.2} ms; with {:.0} tasks/s, p50 {:.2} ms",
+            i + 1,
+            without.lease_to_complete,
+            without.p50_ms,
+            with.lease_to_complete,
+            with.p50_ms
+        );
+        println!(
+            "               create-to-start hops: without {}; with {}",
+            without.hops.describe(),
+            with.hops.describe()
+        );
+        off.push(without);
+        on.push(with);
     }
-    report(&off.figures, &on.figures, passes, tasks);
-    off.api.stop().await;
-    on.api.stop().await;
+    report(&off, &on, passes, tasks);
     Ok(())
 }
 
@@ -194,8 +216,8 @@ pub async fn latency() -> anyhow::Result<()> {
     );
     let off = Side::new(false, 1).await?;
     let on = Side::new(true, 1).await?;
-    off.segment().await?;
-    on.segment().await?;
+    off.warm_up(1).await?;
+    on.warm_up(1).await?;
     let p50 = async |side: &Side| {
         let samples = side.create_to_start(LATENCY_SAMPLES).await?;
         anyhow::Ok(percentiles(samples, false).0)
@@ -231,8 +253,8 @@ pub async fn latency() -> anyhow::Result<()> {
         "     without p50 {p50_off:.2} ms, with p50 {p50_on:.2} ms; paired change {median:+.1}% ({:.0}% interval {low:+.1}…{high:+.1})",
         confidence * 100.0
     );
-    off.api.stop().await;
-    on.api.stop().await;
+    off.stop().await;
+    on.stop().await;
     Ok(())
 }
 
