@@ -24,7 +24,9 @@
 //! delivery, and ~7% more scheduler database time per task), so which side it hit decided
 //! the run: paired p50 +57.9% in one 30-pair run, −38.5% in another. A fresh pair of
 //! clusters holds such a state for one pair at most, which the medians discount, and every
-//! pair measures tables of the same size.
+//! pair measures tables of the same size (those of a young deployment: ~25,000 tasks).
+//! `SWITCHYARD_BENCH_KEEP_CLUSTERS=1` keeps two clusters through the whole run instead, for
+//! studying that state and the cost on grown tables.
 //!
 //! The cost is then given two ways: the sides' medians compared, and the median of the
 //! pairs' own changes, with a distribution-free interval around it.
@@ -139,16 +141,29 @@ fn warm_up_runs(runs: usize) -> usize {
     runs.div_ceil(4)
 }
 
-/// One measured pair (see the module docs) on two fresh clusters, `a` built and warmed
-/// first: `a`'s throughput workload, then `b`'s; both settle; then create-to-start on `a`,
-/// `b`, `b`, `a`, half the samples each time. Returns `a`'s figures and `b`'s.
-async fn pair(a_events: bool, runs: usize) -> anyhow::Result<(Figures, Figures)> {
-    let a = Side::new(a_events, runs).await?;
-    let b = Side::new(!a_events, runs).await?;
+/// Whether both clusters live through the whole benchmark instead
+/// (`SWITCHYARD_BENCH_KEEP_CLUSTERS=1`): the method before fresh clusters every pair, kept
+/// for studying the slower state some long-lived clusters fall into (see the module docs).
+fn keep_clusters() -> bool {
+    std::env::var("SWITCHYARD_BENCH_KEEP_CLUSTERS").is_ok_and(|v| v == "1")
+}
+
+/// Two clusters, the first with task events as `first_events` says and the second the
+/// other way, each warmed by a short segment (the first first), then settled.
+async fn clusters(first_events: bool, runs: usize) -> anyhow::Result<(Side, Side)> {
+    let a = Side::new(first_events, runs).await?;
+    let b = Side::new(!first_events, runs).await?;
     a.warm_up(warm_up_runs(runs)).await?;
     b.warm_up(warm_up_runs(runs)).await?;
     settle(&a.db).await?;
     settle(&b.db).await?;
+    Ok((a, b))
+}
+
+/// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
+/// settle; then create-to-start on `a`, `b`, `b`, `a`, half the samples each time. Returns
+/// `a`'s figures and `b`'s.
+async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
     let a_throughput = a.throughput().await?;
     let b_throughput = b.throughput().await?;
     settle(&a.db).await?;
@@ -160,31 +175,49 @@ async fn pair(a_events: bool, runs: usize) -> anyhow::Result<(Figures, Figures)>
     let mut b_latency = b.create_to_start(half).await?;
     b_latency.extend(b.create_to_start(half).await?);
     a_latency.extend(a.create_to_start(half).await?);
-    let figures = (
+    Ok((
         a.figures(a_throughput, a_latency, since).await?,
         b.figures(b_throughput, b_latency, since).await?,
-    );
-    a.stop().await;
-    b.stop().await;
-    Ok(figures)
+    ))
 }
 
 pub async fn overhead() -> anyhow::Result<()> {
     let passes = pairs();
     let runs = segment_runs();
     let tasks = runs as u64 * TASKS_PER_RUN;
+    let kept = if keep_clusters() {
+        Some(Box::pin(clusters(false, runs)).await?)
+    } else {
+        None
+    };
     println!(
         "monitoring: the worker workload with task events on (monitoring ingesting) and off, \
-         interleaved on two fresh clusters a pair: {passes} pairs of segments of {tasks} tasks a side"
+         interleaved on two {} clusters: {passes} pairs of segments of {tasks} tasks a side",
+        if kept.is_some() {
+            "long-lived"
+        } else {
+            "fresh (every pair)"
+        }
     );
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for i in 0..passes {
         // The side that goes first alternates.
-        let (without, with) = if i % 2 == 0 {
-            pair(false, runs).await?
+        let events_first = i % 2 == 1;
+        let (first, second) = match &kept {
+            Some((without, with)) if events_first => pair(with, without).await?,
+            Some((without, with)) => pair(without, with).await?,
+            None => {
+                let (a, b) = Box::pin(clusters(events_first, runs)).await?;
+                let figures = pair(&a, &b).await?;
+                a.stop().await;
+                b.stop().await;
+                figures
+            }
+        };
+        let (without, with) = if events_first {
+            (second, first)
         } else {
-            let (with, without) = pair(true, runs).await?;
-            (without, with)
+            (first, second)
         };
         println!(
             "     pair {}/{passes}: without {:.0} tasks/s, p50 {:.2} ms; with {:.0} tasks/s, p50 {:.2} ms",
@@ -203,6 +236,10 @@ pub async fn overhead() -> anyhow::Result<()> {
         on.push(with);
     }
     report(&off, &on, passes, tasks);
+    if let Some((without, with)) = kept {
+        without.stop().await;
+        with.stop().await;
+    }
     Ok(())
 }
 
