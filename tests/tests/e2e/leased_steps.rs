@@ -13,7 +13,7 @@ use switchyard_proto::events::v1::{TaskPhase, event::Payload};
 use switchyard_scheduler::engine::Settings;
 use switchyard_test_support::TestDatabase;
 
-use crate::engine::{claim, engine, finish, outbox_payloads, run_id, submit};
+use crate::engine::{claim, engine, finish, outbox_payloads, run_id, submit, submit_one};
 
 /// A step as these tests compare it: phase, task id, and whether it says its attempt's
 /// `LEASED` was never sent.
@@ -83,12 +83,7 @@ async fn leased_steps_follow_their_claim(db: TestDatabase) {
     assert_eq!(engine.leased.len(), 1, "the other task's step still waits");
 
     // The flush writes the waiting ones, with those of later claims, as one event.
-    submit(
-        &engine,
-        &run_id(2),
-        json!({"nodes": [{"id": "t", "run": "true"}]}),
-    )
-    .await;
+    submit_one(&engine, &run_id(2)).await;
     let third = claim(&engine).await;
     assert_eq!(third.len(), 1);
     // A write that fails puts them back, and the next one takes them.
@@ -145,12 +140,7 @@ async fn leased_steps_follow_their_claim_on_sqlite() {
 /// the flush at shutdown writes it.
 async fn young_leased_steps_wait_for_the_delay(db: TestDatabase) {
     let engine = engine(&db, Settings::default()).await;
-    submit(
-        &engine,
-        &run_id(1),
-        json!({"nodes": [{"id": "t", "run": "true"}]}),
-    )
-    .await;
+    submit_one(&engine, &run_id(1)).await;
     let tasks = claim(&engine).await;
     assert_eq!(tasks.len(), 1);
     assert_eq!(engine.flush_leased().await.unwrap(), 0, "not due yet");

@@ -12,7 +12,7 @@ use switchyard_scheduler::engine::Settings;
 use switchyard_scheduler::store::queue;
 use switchyard_test_support::TestDatabase;
 
-use crate::engine::{claim, engine, finish, run_id, submit};
+use crate::engine::{claim, engine, finish, run_id, submit_one};
 
 /// Every column of `tasks` but `id` and `uuid`.
 const COPIED: &str = "run_id, org_id, project_id, node, iteration, shard_index, shard_count, \
@@ -57,12 +57,7 @@ fn assert_reads(plan: &str, index: &str) {
 async fn sweepers_read_the_partial_indexes_under_a_generic_plan() {
     let db = TestDatabase::postgres().await;
     let engine = engine(&db, Settings::default()).await;
-    submit(
-        &engine,
-        &run_id(1),
-        json!({"nodes": [{"id": "t", "run": "true"}]}),
-    )
-    .await;
+    submit_one(&engine, &run_id(1)).await;
     let tasks = claim(&engine).await;
     finish(&engine, &tasks[0], 0, json!({})).await.unwrap();
     // A long-lived scheduler's table: tens of thousands of finished tasks.

@@ -176,19 +176,21 @@ mod tests {
         steps.into_iter().map(|w| w.step.task_id).collect()
     }
 
+    /// Every waiting step, however young.
+    fn all(waiting: &LeasedSteps) -> Vec<Waiting> {
+        waiting.take_older_than(Duration::ZERO)
+    }
+
     #[test]
     fn steps_put_back_keep_their_place_among_those_added_since() {
         let waiting = LeasedSteps::default();
         waiting.add([step("a", 1), step("b", 1)]);
-        let taken = waiting.take_older_than(Duration::ZERO);
+        let taken = all(&waiting);
         assert!(waiting.is_empty());
         // Claimed while the write failed: goes after the ones put back.
         waiting.add([step("c", 1)]);
         waiting.restore(taken);
-        assert_eq!(
-            ids(waiting.take_older_than(Duration::ZERO)),
-            ["a", "b", "c"]
-        );
+        assert_eq!(ids(all(&waiting)), ["a", "b", "c"]);
     }
 
     #[test]
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!(ids(taken), ["b"]);
         let marked: Vec<bool> = endings.iter().map(|e| e.leased_unsent).collect();
         assert_eq!(marked, [true, false, false]);
-        assert_eq!(ids(waiting.take_older_than(Duration::ZERO)), ["a", "c"]);
+        assert_eq!(ids(all(&waiting)), ["a", "c"]);
     }
 
     #[test]
@@ -228,17 +230,13 @@ mod tests {
         let waiting = LeasedSteps::default();
         waiting.add([step("a", 1)]);
         waiting.add([step("a", 2)]);
-        let taken = waiting.take_older_than(Duration::ZERO);
+        let taken = all(&waiting);
         let attempts: Vec<u32> = taken.iter().map(|w| w.step.attempt).collect();
         assert_eq!(attempts, [2]);
         // Put back after the task was leased again: the newer step stays.
         waiting.add([step("a", 3)]);
         waiting.restore(taken);
-        let kept: Vec<u32> = waiting
-            .take_older_than(Duration::ZERO)
-            .iter()
-            .map(|w| w.step.attempt)
-            .collect();
+        let kept: Vec<u32> = all(&waiting).iter().map(|w| w.step.attempt).collect();
         assert_eq!(kept, [3]);
     }
 
@@ -246,15 +244,12 @@ mod tests {
     fn a_batch_given_out_rejoins_in_its_places() {
         let waiting = LeasedSteps::default();
         waiting.add([step("a", 1), step("b", 1)]);
-        let taken = waiting.take_older_than(Duration::ZERO);
+        let taken = all(&waiting);
         let places: Vec<(u64, Instant)> = taken.iter().map(Waiting::place).collect();
         let steps: Vec<TaskLifecycle> = taken.into_iter().map(|w| w.step).collect();
         waiting.add([step("c", 1)]);
         waiting.restore(LeasedSteps::rejoin(places, steps));
-        assert_eq!(
-            ids(waiting.take_older_than(Duration::ZERO)),
-            ["a", "b", "c"]
-        );
+        assert_eq!(ids(all(&waiting)), ["a", "b", "c"]);
     }
 
     #[test]
@@ -263,7 +258,7 @@ mod tests {
         let numbered = |n: usize| step(&n.to_string(), 1);
         waiting.add((0..MAX_WAITING).map(numbered));
         waiting.add((MAX_WAITING..MAX_WAITING + 3).map(numbered));
-        let kept = waiting.take_older_than(Duration::ZERO);
+        let kept = all(&waiting);
         assert_eq!(kept.len(), MAX_WAITING);
         assert_eq!(kept[0].step.task_id, "3");
     }
