@@ -11,8 +11,8 @@
 //! then on the other, each after a vacuum of what had fallen due in its cluster and a
 //! checkpoint (see `worker::settle`), so neither side is charged for upkeep that happened to
 //! land in it. Then both clusters settle again and the create-to-start workloads run in the
-//! order A B B A (half the samples each time, A being the side whose burst came first): both
-//! sides start measuring at the same distance from the bursts on average, and a slope in
+//! order A B B A, four times over (a quarter of a round's samples each time, A being the side
+//! whose burst came first; see `latency_rounds`): both sides start measuring at the same distance from the bursts on average, and a slope in
 //! whatever the bursts left lingering (or in the machine) is charged to both alike. Waiting
 //! for each side's own settle before its latency workload did not: the side with more to
 //! vacuum started later after its burst and came out faster (5–20%). The upkeep itself
@@ -148,6 +148,19 @@ fn keep_clusters() -> bool {
     std::env::var("SWITCHYARD_BENCH_KEEP_CLUSTERS").is_ok_and(|v| v == "1")
 }
 
+/// Rounds of the create-to-start order A B B A in a pair: `SWITCHYARD_BENCH_LATENCY_ROUNDS`,
+/// four when unset (a quarter is then 25 runs, under half a second). The machine's latency
+/// moves between states that last seconds (create-to-start's control plane → scheduler hop
+/// at ~2.7 or ~5 ms, in both clusters alike): with one round of 100-run quarters, a state
+/// that covered one side's quarters and not the other's moved one pair's p50 by up to 40%.
+/// Shorter quarters spread each state over both sides. Each quarter starts its workers and
+/// waits 600 ms first (see `worker::create_to_start`), which also lets the other side's
+/// relays deliver what its last quarter left, so that neither side is charged for the
+/// other's work.
+fn latency_rounds() -> usize {
+    count_from_env("SWITCHYARD_BENCH_LATENCY_ROUNDS", 4).min(LATENCY_SAMPLES / 2)
+}
+
 /// Two clusters, the first with task events as `first_events` says and the second the
 /// other way, each warmed by a short segment (the first first), then settled.
 async fn clusters(first_events: bool, runs: usize) -> anyhow::Result<(Side, Side)> {
@@ -161,7 +174,8 @@ async fn clusters(first_events: bool, runs: usize) -> anyhow::Result<(Side, Side
 }
 
 /// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
-/// settle; then create-to-start on `a`, `b`, `b`, `a`, half the samples each time. Returns
+/// settle; then create-to-start on `a`, `b`, `b`, `a`, [`latency_rounds`] times over, a
+/// quarter of a round's samples each time. Returns
 /// `a`'s figures and `b`'s.
 async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
     let a_throughput = a.throughput().await?;
@@ -170,11 +184,15 @@ async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
     settle(&b.db).await?;
     tokio::time::sleep(latency_idle()).await;
     let since = Utc::now();
-    let half = LATENCY_SAMPLES / 2;
-    let mut a_latency = a.create_to_start(half).await?;
-    let mut b_latency = b.create_to_start(half).await?;
-    b_latency.extend(b.create_to_start(half).await?);
-    a_latency.extend(a.create_to_start(half).await?);
+    let rounds = latency_rounds();
+    let quarter = (LATENCY_SAMPLES / (2 * rounds)).max(1);
+    let (mut a_latency, mut b_latency) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a_latency.extend(a.create_to_start(quarter).await?);
+        b_latency.extend(b.create_to_start(quarter).await?);
+        b_latency.extend(b.create_to_start(quarter).await?);
+        a_latency.extend(a.create_to_start(quarter).await?);
+    }
     Ok((
         a.figures(a_throughput, a_latency, since).await?,
         b.figures(b_throughput, b_latency, since).await?,
