@@ -149,14 +149,15 @@ fn keep_clusters() -> bool {
 }
 
 /// Rounds of the create-to-start order A B B A in a pair: `SWITCHYARD_BENCH_LATENCY_ROUNDS`,
-/// four when unset (a quarter is then 25 runs, under half a second). The machine's latency
-/// moves between states that last seconds (create-to-start's control plane → scheduler hop
-/// at ~2.7 or ~5 ms, in both clusters alike): with one round of 100-run quarters, a state
-/// that covered one side's quarters and not the other's moved one pair's p50 by up to 40%.
-/// Shorter quarters spread each state over both sides. Each quarter starts its workers and
-/// waits 600 ms first (see `worker::create_to_start`), which also lets the other side's
-/// relays deliver what its last quarter left, so that neither side is charged for the
-/// other's work.
+/// four when unset (a quarter is then 25 runs, under half a second). Create-to-start's hops
+/// move between levels (the control plane → scheduler delivery at ~2.5 or ~4–5 ms) that last
+/// seconds to minutes: with one round of 100-run quarters, one pair's p50 differed by 44%
+/// between the sides. Shorter quarters spread what comes and goes with time over both
+/// sides; a level that one cluster keeps through the pair (seen too, with four rounds:
+/// 2.9 against 4.3 ms) is what fresh clusters every pair hold to one pair. Each quarter
+/// starts its workers and waits 600 ms first (see `worker::create_to_start`), which also
+/// lets the other side's relays deliver what its last quarter left, so that neither side is
+/// charged for the other's work.
 fn latency_rounds() -> usize {
     count_from_env("SWITCHYARD_BENCH_LATENCY_ROUNDS", 4).min(LATENCY_SAMPLES / 2)
 }
