@@ -11,9 +11,10 @@
 //! then on the other, each after a vacuum of what had fallen due in its cluster and a
 //! checkpoint (see `worker::settle`), so neither side is charged for upkeep that happened to
 //! land in it. Then both clusters settle again and the create-to-start workloads run in the
-//! order A B B A, four times over (a quarter of a round's samples each time, A being the side
-//! whose burst came first; see `latency_rounds`): both sides start measuring at the same distance from the bursts on average, and a slope in
-//! whatever the bursts left lingering (or in the machine) is charged to both alike. Waiting
+//! order A B B A, by default four times over (a quarter of a round's samples each time, A
+//! being the side whose burst came first; see `latency_rounds`): both sides start measuring
+//! at the same distance from the bursts on average, and a slope in whatever the bursts left
+//! lingering (or in the machine) is charged to both alike. Waiting
 //! for each side's own settle before its latency workload did not: the side with more to
 //! vacuum started later after its burst and came out faster (5–20%). The upkeep itself
 //! (vacuum, writing dirty pages back) is not counted on either side.
@@ -176,8 +177,7 @@ async fn clusters(first_events: bool, runs: usize) -> anyhow::Result<(Side, Side
 
 /// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
 /// settle; then create-to-start on `a`, `b`, `b`, `a`, [`latency_rounds`] times over, a
-/// quarter of a round's samples each time. Returns
-/// `a`'s figures and `b`'s.
+/// quarter of a round's samples each time. Returns `a`'s figures and `b`'s.
 async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
     let a_throughput = a.throughput().await?;
     let b_throughput = b.throughput().await?;
