@@ -185,6 +185,7 @@ fn batch(project: &str, runs: &[String], first: usize) -> Vec<Execution> {
             started_at: Some(now - chrono::Duration::milliseconds(10)),
             finished_at: Some(now),
             not_before: None,
+            leased_unsent: false,
         })
         .collect()
 }

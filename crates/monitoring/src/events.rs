@@ -62,6 +62,8 @@ pub fn execution(event: TaskLifecycle) -> Result<Option<Execution>, String> {
         started_at: time(event.started_at),
         finished_at: time(event.finished_at),
         not_before: time(event.not_before),
+        // Only an ending says so; a LEASED step is the one that was sent.
+        leased_unsent: event.leased_unsent && status != Status::Running,
     }))
 }
 

@@ -78,8 +78,8 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// `leased_unsent`: the step is an ending whose `LEASED` the scheduler never sent.
-    pub fn of(e: &Execution, leased_unsent: bool) -> Observation {
+    /// What step `e` (one step, before folding) contributes.
+    pub fn of(e: &Execution) -> Observation {
         let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
         Observation {
             project: e.project_id.clone(),
@@ -87,7 +87,7 @@ impl Observation {
             status: e.status,
             // The lease is where waiting ends: counted once per attempt, on LEASED, or on
             // the ending of an attempt whose LEASED was never sent.
-            wait_seconds: (e.status == Status::Running || leased_unsent)
+            wait_seconds: (e.status == Status::Running || e.leased_unsent)
                 .then(|| seconds(e.wait_ms()))
                 .flatten(),
             run_seconds: (e.status != Status::Running)
@@ -157,16 +157,19 @@ mod tests {
 
     #[test]
     fn the_wait_is_counted_on_the_lease_or_else_on_an_ending_whose_lease_was_never_sent() {
-        let lease = Observation::of(&leased(), false);
+        let lease = Observation::of(&leased());
         assert_eq!((lease.wait_seconds, lease.run_seconds), (Some(2.0), None));
         // Its LEASED was sent (and counted the wait): the ending counts only the run.
-        let after_lease = Observation::of(&ended(Status::Succeeded), false);
+        let after_lease = Observation::of(&ended(Status::Succeeded));
         assert_eq!(
             (after_lease.wait_seconds, after_lease.run_seconds),
             (None, Some(5.0))
         );
         // Its LEASED was never sent: the ending counts both.
-        let alone = Observation::of(&ended(Status::Retrying), true);
+        let alone = Observation::of(&Execution {
+            leased_unsent: true,
+            ..ended(Status::Retrying)
+        });
         assert_eq!(
             (alone.wait_seconds, alone.run_seconds),
             (Some(2.0), Some(5.0))

@@ -105,6 +105,7 @@ impl EngineConfig {
             schedule_to_start: self.schedule_to_start,
             task_events: self.task_events,
             leased_delay: self.leased_delay,
+            leased_flush_interval: self.leased_flush_interval,
         }
     }
 }

@@ -55,6 +55,33 @@ async fn delete_view_keys(db: &TestDatabase) -> usize {
     keys.len()
 }
 
+/// The members of this test's view's tombstone sets (`task_id:attempt` of ended attempts).
+async fn view_tombstones(db: &TestDatabase) -> Vec<String> {
+    let database = db.config("monitoring");
+    let prefix = switchyard_monitoring::active::key_prefix(&database.url, &database.schema);
+    let url = redis(db).url.expect("redis url");
+    let client = ::redis::Client::open(url).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:ended:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut members = Vec::new();
+    for key in keys {
+        let set: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("smembers");
+        members.extend(set);
+    }
+    members
+}
+
 /// A worker API request with the agent's token.
 fn authorized<T>(bearer: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -123,6 +150,64 @@ async fn monitoring_active_view_is_rebuilt_after_redis_lost_it() {
         reply.body["items"].as_array()?.is_empty().then_some(())
     })
     .await;
+    s.stop().await;
+}
+
+/// Attempts that end before their `LEASED` step is due (the scheduler's delay, a second)
+/// never enter the view, and their endings leave nothing in Redis: nothing to remove, no
+/// tombstone. The history has every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn monitoring_attempts_that_end_before_their_lease_is_reported_leave_the_view_alone() {
+    let db = TestDatabase::postgres().await;
+    let s = setup_full(&db, |_| {}, |_| {}, on_redis(&db)).await;
+    let ci = Some(s.ci.as_str());
+    s.workflow(
+        "quick",
+        json!({"nodes": [{"id": "t", "run": "true", "shards": 4}]}),
+    )
+    .await;
+    let run = s.start("quick").await;
+    let done = s.finished(&run).await;
+    assert_eq!(done["status"], "completed", "{done:?}");
+    let history = format!("/api/v1/monitoring/tasks/history?run_id={run}");
+    let items = eventually(
+        "the attempts in the history",
+        Duration::from_secs(20),
+        || async {
+            let items = s.api.get(&history, ci).await.body["items"]
+                .as_array()?
+                .clone();
+            (items.len() == 4).then_some(items)
+        },
+    )
+    .await;
+    // Well within the delay even on a slow machine: these endings took their attempt's
+    // waiting step with them.
+    let quick: Vec<String> = items
+        .iter()
+        .filter(|i| i["run_ms"].as_u64().is_some_and(|ms| ms < 500))
+        .map(|i| {
+            let attempt = u32::try_from(i["attempt"].as_u64().unwrap_or(0)).unwrap_or(0);
+            switchyard_monitoring::active::codec::field(
+                i["task_id"].as_str().unwrap_or(""),
+                attempt,
+            )
+        })
+        .collect();
+    assert!(
+        !quick.is_empty(),
+        "attempts of `true` end quickly: {items:?}"
+    );
+    let tombstones = view_tombstones(&db).await;
+    for attempt in &quick {
+        assert!(
+            !tombstones.contains(attempt),
+            "{attempt} was tombstoned: {tombstones:?}"
+        );
+    }
+    let active = format!("/api/v1/monitoring/tasks/active?project_id={}", s.project);
+    let listed = s.api.get(&active, ci).await;
+    assert_eq!(listed.body["items"], json!([]), "{:?}", listed.body);
     s.stop().await;
 }
 

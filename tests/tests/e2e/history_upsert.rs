@@ -45,6 +45,7 @@ fn attempt(
         started_at: None,
         finished_at: finished,
         not_before: None,
+        leased_unsent: false,
     }
 }
 

@@ -160,3 +160,43 @@ async fn young_leased_steps_wait_for_the_delay_on_postgres() {
 async fn young_leased_steps_wait_for_the_delay_on_sqlite() {
     young_leased_steps_wait_for_the_delay(TestDatabase::sqlite()).await;
 }
+
+/// Monitoring leaves out of its view the attempts whose step may not have been sent: those
+/// whose step waits here, and young ones (whose step may wait on another replica). With task
+/// events off there are no steps, and nothing is pending.
+async fn attempts_whose_step_may_be_unsent_are_pending(db: TestDatabase) {
+    let engine = engine(&db, Settings::default()).await;
+    submit_one(&engine, &run_id(1)).await;
+    let tasks = claim(&engine).await;
+    let task = &tasks[0].0;
+    let now = chrono::Utc::now();
+    let long_ago = Some(now - chrono::Duration::hours(1));
+    assert!(engine.lifecycle_pending(task, Some(now), now), "young");
+    assert!(
+        engine.lifecycle_pending(task, long_ago, now),
+        "its step waits here"
+    );
+    assert_eq!(engine.flush_all_leased().await.unwrap(), 1);
+    assert!(!engine.lifecycle_pending(task, long_ago, now), "sent");
+    // Young enough for another replica's flush: its delay, a flush interval and a second.
+    let window = chrono::Duration::milliseconds(1000 + 100 + 1000);
+    let just_young = now - window + chrono::Duration::milliseconds(50);
+    assert!(engine.lifecycle_pending(task, Some(just_young), now));
+    let just_old = now - window - chrono::Duration::milliseconds(50);
+    assert!(!engine.lifecycle_pending(task, Some(just_old), now));
+
+    let quiet = crate::engine::engine(
+        &db,
+        Settings {
+            task_events: false,
+            ..Settings::default()
+        },
+    )
+    .await;
+    assert!(!quiet.lifecycle_pending(task, Some(now), now));
+}
+
+#[tokio::test]
+async fn attempts_whose_step_may_be_unsent_are_pending_on_postgres() {
+    attempts_whose_step_may_be_unsent_are_pending(TestDatabase::postgres().await).await;
+}

@@ -57,6 +57,7 @@ fn ended(
         started_at: Some(at - Duration::seconds(4)),
         finished_at: (status != Status::Running).then_some(at),
         not_before: None,
+        leased_unsent: false,
     }
 }
 

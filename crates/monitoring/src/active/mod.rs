@@ -1,8 +1,10 @@
 //! The active-task view: the attempts leased now, kept in Redis (in memory in embedded mode,
 //! which has no Redis) so that listing them costs PostgreSQL nothing. Ingest writes it (a
 //! LEASED step adds the attempt, an ending removes it and leaves a short-lived tombstone so a
-//! late LEASED cannot bring it back); `reconcile` rebuilds it from the scheduler's durable
-//! queue at startup, periodically and at once when it finds the view flushed.
+//! late LEASED cannot bring it back; an attempt that ended before its LEASED was sent was
+//! never added, and its ending touches nothing, see `ingest`); `reconcile` rebuilds it from
+//! the scheduler's durable queue at startup, periodically and at once when it finds the view
+//! flushed.
 //!
 //! Keys, all under one prefix per deployment (`switchyard:{database}:{schema}` by default, so
 //! deployments and tests sharing a Redis never meet):

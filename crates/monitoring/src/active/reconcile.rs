@@ -8,12 +8,19 @@
 //! safe; an attempt leased after the snapshot is not in it and cannot be removed by mistake.
 //! Attempts the queue lists are put with fresh heartbeat and lease times; the put skips
 //! attempts tombstoned as ended meanwhile (in the same atomic step, see `in_redis`).
+//!
+//! Except on a rebuild, attempts whose `LEASED` step the scheduler may not have sent yet
+//! (`lifecycle_pending`: young ones) are not added: ingest adds them when their step comes.
+//! An attempt that ends before its step is sent therefore never enters the view, so its
+//! ending (marked `leased_unsent`) has nothing to remove there and costs the view nothing
+//! (see `ingest`). One already in the view is kept and refreshed as any other.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use switchyard_proto::monitoring::v1::ActiveTask;
+use switchyard_proto::scheduler::v1::LeasedAttempt;
 use switchyard_runtime::grpc::GrpcChannel;
 use switchyard_runtime::shutdown::Shutdown;
 
@@ -68,15 +75,38 @@ pub fn diff(view: &[ActiveTask], leased: &[ActiveTask]) -> Vec<Op> {
     ops
 }
 
-/// One reconciliation: how many entries were put and removed.
+/// The listed attempts the view is made equal to: on a `rebuild` (the view was flushed, and
+/// its tombstones with it) all of them; otherwise those whose `LEASED` step has surely been
+/// sent, and the others only when the view has them already (see the module docs).
+pub fn to_reconcile(
+    view: &[ActiveTask],
+    leased: &[LeasedAttempt],
+    rebuild: bool,
+) -> Vec<ActiveTask> {
+    let viewed: std::collections::HashSet<(&str, u32)> = view
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.attempt))
+        .collect();
+    leased
+        .iter()
+        .filter(|a| {
+            rebuild || !a.lifecycle_pending || viewed.contains(&(a.task_id.as_str(), a.attempt))
+        })
+        .map(scheduler::active_task)
+        .collect()
+}
+
+/// One reconciliation (a `rebuild` when the view was flushed): how many entries were put
+/// and removed.
 pub async fn once(
     view: &ActiveView,
     channel: &GrpcChannel,
     timeout: Duration,
+    rebuild: bool,
 ) -> Result<(usize, usize), String> {
     let snapshot = view.entries(None).await.map_err(|e| e.to_string())?;
     let leased = scheduler::leased(channel, None, timeout).await?;
-    let tasks: Vec<ActiveTask> = leased.tasks.iter().map(scheduler::active_task).collect();
+    let tasks = to_reconcile(&snapshot, &leased.tasks, rebuild);
     let ops = diff(&snapshot, &tasks);
     let removed = ops
         .iter()
@@ -95,6 +125,7 @@ async fn locked_once(
     view: &ActiveView,
     channel: &GrpcChannel,
     timeout: Duration,
+    rebuild: bool,
 ) -> Result<bool, String> {
     // SQLite (embedded mode) is one process: no lock, and no write transaction held open
     // across a call to the scheduler.
@@ -113,7 +144,7 @@ async fn locked_once(
         None
     };
     let started = Instant::now();
-    let (put, removed) = once(view, channel, timeout).await?;
+    let (put, removed) = once(view, channel, timeout, rebuild).await?;
     if let Some(txn) = lock {
         // Nothing was written in the transaction: it only held the lock.
         txn.commit().await.map_err(|e| e.to_string())?;
@@ -162,7 +193,7 @@ pub async fn run(
             if flushed && last.is_some() {
                 tracing::info!("active task view flushed or behind, rebuilding");
             }
-            match locked_once(&db, &view, &channel, config.scheduler_timeout).await {
+            match locked_once(&db, &view, &channel, config.scheduler_timeout, flushed).await {
                 Ok(_) => {
                     last = Some(Instant::now());
                     metrics::counter!(

@@ -305,3 +305,35 @@ fn active_key_prefixes_name_the_database_and_schema() {
     );
     assert_eq!(key_prefix("not a url", "s"), "switchyard:default:s");
 }
+
+#[test]
+fn active_reconcile_leaves_attempts_whose_leased_step_may_come_to_that_step() {
+    use super::reconcile::to_reconcile;
+    use switchyard_proto::scheduler::v1::LeasedAttempt;
+    let listed = |n: u32, pending: bool| LeasedAttempt {
+        task_id: format!("0190-task-{n:04}"),
+        project_id: "p".into(),
+        attempt: 1,
+        lifecycle_pending: pending,
+        ..LeasedAttempt::default()
+    };
+    let viewed = task("p", 2, 1);
+    let leased = [listed(1, false), listed(2, true), listed(3, true)];
+    let ids = |tasks: Vec<ActiveTask>| tasks.into_iter().map(|t| t.task_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(to_reconcile(std::slice::from_ref(&viewed), &leased, false)),
+        ["0190-task-0001", "0190-task-0002"],
+        "a pending attempt is added only by its LEASED step, and kept when the view has it"
+    );
+    assert_eq!(
+        ids(to_reconcile(&[], &leased, true)).len(),
+        3,
+        "a rebuild adds every leased attempt"
+    );
+    // What is left out is neither added nor, when in the view, removed.
+    let ops = diff(
+        std::slice::from_ref(&viewed),
+        &to_reconcile(std::slice::from_ref(&viewed), &leased, false),
+    );
+    assert!(ops.iter().all(|op| !matches!(op, Op::Remove { .. })));
+}

@@ -85,6 +85,10 @@ pub struct Execution {
     pub finished_at: Option<DateTime<Utc>>,
     /// When the next attempt becomes eligible (retries).
     pub not_before: Option<DateTime<Utc>>,
+    /// Every step heard of the attempt is an ending whose `LEASED` the scheduler never sent
+    /// (the attempt ended first), so it was never in the active view (see `active::ingest`).
+    /// Not stored.
+    pub leased_unsent: bool,
 }
 
 impl Execution {
@@ -133,8 +137,10 @@ impl Execution {
             retry_reason,
             finished_at,
             not_before,
+            leased_unsent,
             ..
         } = incoming;
+        self.leased_unsent &= leased_unsent;
         if wins {
             // The winner's values; texts and times it lacks are filled from this record.
             if !workflow.is_empty() {
@@ -229,6 +235,7 @@ pub(crate) mod tests {
             started_at: at(2),
             finished_at: None,
             not_before: None,
+            leased_unsent: false,
         }
     }
 

@@ -70,7 +70,7 @@ impl Fresh {
                 }
             };
             for step in steps {
-                let (phase, leased_unsent) = (step.phase, step.leased_unsent);
+                let phase = step.phase;
                 if phase == TaskPhase::Queued as i32 {
                     match events::requeued(step, now) {
                         Ok(requeue) => out.requeued.push(requeue),
@@ -82,7 +82,7 @@ impl Fresh {
                 }
                 match events::execution(step) {
                     Ok(Some(row)) => {
-                        out.observations.push(Observation::of(&row, leased_unsent));
+                        out.observations.push(Observation::of(&row));
                         out.rows.push(row);
                     }
                     Ok(None) => {

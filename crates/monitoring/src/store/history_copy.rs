@@ -168,6 +168,7 @@ mod tests {
             started_at: None,
             finished_at: DateTime::from_timestamp(946_684_800, 1_000),
             not_before: None,
+            leased_unsent: false,
         }
     }
 

@@ -142,6 +142,11 @@ impl LeasedSteps {
             .collect()
     }
 
+    /// Whether a step of task `task_id` waits.
+    pub fn contains(&self, task_id: &str) -> bool {
+        self.lock().by_task.contains_key(task_id)
+    }
+
     /// How many steps wait.
     pub fn len(&self) -> usize {
         self.lock().by_task.len()

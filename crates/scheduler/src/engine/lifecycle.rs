@@ -169,27 +169,51 @@ fn event(steps: Vec<TaskLifecycle>) -> Event {
     )
 }
 
+/// Time allowed on top of `engine.leased_delay` and one flush interval before a `LEASED` step
+/// is surely written (or, its attempt having ended first, dropped): a flush that runs late,
+/// and another replica's clock.
+const PENDING_LEEWAY: Duration = Duration::from_secs(1);
+
 impl super::Engine {
+    /// Whether the `LEASED` step of a leased attempt (task `task_uuid`, leased at
+    /// `started_at`) may not have been sent at `now`: it waits here, or the attempt is young
+    /// enough for its step to wait on the replica that leased it. Monitoring leaves such
+    /// attempts out of its view until the step comes (see `LeasedAttempt.lifecycle_pending`).
+    pub fn lifecycle_pending(
+        &self,
+        task_uuid: &str,
+        started_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if !self.settings.task_events {
+            return false;
+        }
+        let window =
+            self.settings.leased_delay + self.settings.leased_flush_interval + PENDING_LEEWAY;
+        let young = started_at.is_some_and(|at| {
+            chrono::Duration::from_std(window).is_ok_and(|window| now - at < window)
+        });
+        young || self.leased.contains(task_uuid)
+    }
+
     /// Writes the transaction's lifecycle `steps` as one event, then commits. The waiting
     /// `LEASED` steps of the attempts it ends are dropped if it commits (see
-    /// [`LeasedSteps::take_ended`]), and put back if it does not.
+    /// [`LeasedSteps::take_ended`]), and put back if it surely does not: when the commit
+    /// itself fails, it may have committed all the same (its answer lost), and a step put
+    /// back would then be sent for an attempt whose ending said it never would be, which
+    /// monitoring would show as running until its next reconciliation. Dropped instead, an
+    /// attempt that is in fact still running shows there only from that reconciliation on.
     pub(super) async fn commit_with_steps(
         &self,
         txn: DatabaseTransaction,
         mut steps: Vec<TaskLifecycle>,
     ) -> Result<()> {
         let unsent = self.leased.take_ended(&mut steps);
-        let enabled = self.settings.task_events;
-        let committed = async move {
-            emit(&txn, enabled, steps).await?;
-            txn.commit().await?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        if committed.is_err() && !unsent.is_empty() {
+        if let Err(error) = emit(&txn, self.settings.task_events, steps).await {
             self.leased.restore(unsent);
+            return Err(error);
         }
-        committed
+        Ok(txn.commit().await?)
     }
 
     /// Writes the `LEASED` steps of attempts leased at least `engine.leased_delay` ago as one

@@ -42,6 +42,8 @@ pub struct Settings {
     pub task_events: bool,
     /// How long an attempt runs before its `LEASED` step is written (see `leased`).
     pub leased_delay: Duration,
+    /// How often waiting `LEASED` steps are looked at to be written.
+    pub leased_flush_interval: Duration,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             schedule_to_start: Duration::from_secs(600),
             task_events: true,
             leased_delay: Duration::from_secs(1),
+            leased_flush_interval: Duration::from_millis(100),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::store::leases::{self, Leased};
 const DEFAULT_LIMIT: u64 = 500;
 const MAX_LIMIT: u64 = 2000;
 
-fn attempt_message(t: &Leased, lease: chrono::Duration) -> LeasedAttempt {
+fn attempt_message(t: &Leased, lease: chrono::Duration, lifecycle_pending: bool) -> LeasedAttempt {
     let count = |n: i32| u32::try_from(n).unwrap_or(0);
     LeasedAttempt {
         task_id: t.uuid.clone(),
@@ -35,6 +35,7 @@ fn attempt_message(t: &Leased, lease: chrono::Duration) -> LeasedAttempt {
         lease_expires_at: t.lease_expires_at.map(to_proto),
         last_heartbeat_at: t.lease_expires_at.map(|at| to_proto(at - lease)),
         timeout_seconds: u64::try_from(t.timeout_s).unwrap_or(0),
+        lifecycle_pending,
     }
 }
 
@@ -81,7 +82,10 @@ impl SchedulerApi {
         Ok(Response::new(ListLeasedTasksResponse {
             tasks: rows
                 .iter()
-                .map(|t| attempt_message(t, lease_length))
+                .map(|t| {
+                    let pending = self.engine.lifecycle_pending(&t.uuid, t.started_at, as_of);
+                    attempt_message(t, lease_length, pending)
+                })
                 .collect(),
             page: Some(PageResponse { next_cursor }),
             lease_seconds: lease.as_secs(),
