@@ -94,7 +94,7 @@ mod tests {
             leased_unsent: true,
             ..retrying()
         };
-        let folded = fold([running, marked]);
+        let folded = fold(vec![running, marked]);
         assert!(!folded[0].leased_unsent);
         assert!(matches!(ops(&folded).as_slice(), [Op::End { .. }]));
     }

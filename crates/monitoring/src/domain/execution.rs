@@ -182,18 +182,26 @@ pub struct Requeued {
 }
 
 /// One record per attempt from a batch's executions, each merged in arrival order (a
-/// statement may not upsert the same row twice).
-pub fn fold(executions: impl IntoIterator<Item = Execution>) -> Vec<Execution> {
-    use std::collections::hash_map::Entry;
-    let mut index: HashMap<(String, i32), usize> = HashMap::new();
-    let mut out: Vec<Execution> = Vec::new();
-    for execution in executions {
-        match index.entry((execution.task_id.clone(), execution.attempt)) {
-            Entry::Occupied(at) => out[*at.get()].absorb(execution),
-            Entry::Vacant(slot) => {
-                slot.insert(out.len());
-                out.push(execution);
-            }
+/// statement may not upsert the same row twice). Each execution's place is found first, by
+/// its borrowed key, so the batch's ids are not copied to index them.
+pub fn fold(executions: Vec<Execution>) -> Vec<Execution> {
+    let places: Vec<usize> = {
+        let mut index: HashMap<(&str, i32), usize> = HashMap::with_capacity(executions.len());
+        executions
+            .iter()
+            .map(|e| {
+                let next = index.len();
+                *index.entry((e.task_id.as_str(), e.attempt)).or_insert(next)
+            })
+            .collect()
+    };
+    let mut out: Vec<Execution> = Vec::with_capacity(executions.len());
+    for (execution, place) in executions.into_iter().zip(places) {
+        // Places are numbered in order of first arrival: a new one is the next to push.
+        if place == out.len() {
+            out.push(execution);
+        } else {
+            out[place].absorb(execution);
         }
     }
     out
@@ -350,7 +358,7 @@ pub(crate) mod tests {
             attempt: 2,
             ..leased()
         };
-        let rows = fold([retrying(), second.clone(), leased(), retrying()]);
+        let rows = fold(vec![retrying(), second.clone(), leased(), retrying()]);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], leased().merge(&retrying()));
         assert_eq!(rows[1], second);
