@@ -54,6 +54,15 @@ impl Cpu {
         }
     }
 
+    /// What two measurements used together.
+    pub fn plus(self, other: Cpu) -> Cpu {
+        Cpu {
+            this_process: self.this_process + other.this_process,
+            postgres: self.postgres + other.postgres,
+            redis: self.redis + other.redis,
+        }
+    }
+
     pub fn total(self) -> f64 {
         self.this_process + self.postgres + self.redis
     }

@@ -7,10 +7,14 @@
 //! two passes a minute apart differ more than monitoring costs. So the two sides are not
 //! measured one after the other but interleaved in short pairs. Each pair builds two fresh
 //! clusters, one a side (the side built first alternating), and warms each with a short
-//! segment, not counted. Then the throughput workload (20,000 tasks) runs on one side and
-//! then on the other, each after a vacuum of what had fallen due in its cluster and a
+//! segment, not counted. Then the throughput workload runs in halves (10,000 tasks each) in
+//! the order A B B A, each half after a vacuum of what had fallen due in its cluster and a
 //! checkpoint (see `worker::settle`), so neither side is charged for upkeep that happened to
-//! land in it. Then both clusters settle again and the create-to-start workloads run in the
+//! land in it; a side's rate is over its two halves together, and a drift in the machine's
+//! speed over the pair is charged to both sides alike (with one burst a side, one after the
+//! other, it went to the side that ran second). Each half's rate is printed too: a half can
+//! differ from the same cluster's other by 15–20% on this machine. Then both clusters
+//! settle again and the create-to-start workloads run in the
 //! order A B B A, by default four times over (a quarter of a round's samples each time, A
 //! being the side whose burst came first; see `latency_rounds`): both sides start measuring
 //! at the same distance from the bursts on average, and a slope in whatever the bursts left
@@ -57,9 +61,10 @@ fn count_from_env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Runs of 1,000 tasks in one segment's throughput workload: `SWITCHYARD_BENCH_SEGMENT_RUNS`,
-/// twenty when unset. A segment must last long enough (several seconds) that one relay burst
-/// or one vacuum does not decide a pair; on a fast day 10,000 tasks took only two seconds.
+/// Runs of 1,000 tasks in one side's throughput workload of a pair (two halves):
+/// `SWITCHYARD_BENCH_SEGMENT_RUNS`, twenty when unset. A side's share must last long enough
+/// (several seconds) that one relay burst does not decide a pair; a half of 10,000 tasks
+/// takes 2–3 s here, and a side's two halves count together.
 fn segment_runs() -> usize {
     count_from_env("SWITCHYARD_BENCH_SEGMENT_RUNS", 20)
 }
@@ -83,6 +88,8 @@ fn latency_idle() -> Duration {
 
 /// One side: a cluster with task events on or off.
 struct Side {
+    events: bool,
+    /// Runs of one throughput half (see [`pair`]).
     runs: usize,
     db: TestDatabase,
     api: Api,
@@ -93,7 +100,8 @@ impl Side {
     async fn new(task_events: bool, runs: usize) -> anyhow::Result<Side> {
         let (db, api, project) = cluster(task_events).await?;
         Ok(Side {
-            runs,
+            events: task_events,
+            runs: (runs / 2).max(1),
             db,
             api,
             project,
@@ -175,12 +183,23 @@ async fn clusters(first_events: bool, runs: usize) -> anyhow::Result<(Side, Side
     Ok((a, b))
 }
 
-/// One measured pair (see the module docs): `a`'s throughput workload, then `b`'s; both
-/// settle; then create-to-start on `a`, `b`, `b`, `a`, [`latency_rounds`] times over, a
-/// quarter of a round's samples each time. Returns `a`'s figures and `b`'s.
+/// One measured pair (see the module docs): the throughput workload in halves on `a`, `b`,
+/// `b`, `a`; both settle; then create-to-start on `a`, `b`, `b`, `a`, [`latency_rounds`]
+/// times over, a quarter of a round's samples each time. Returns `a`'s figures and `b`'s.
 async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
-    let a_throughput = a.throughput().await?;
-    let b_throughput = b.throughput().await?;
+    let a_first = a.throughput().await?;
+    let b_first = b.throughput().await?;
+    let b_second = b.throughput().await?;
+    let a_second = a.throughput().await?;
+    println!(
+        "               throughput A B B A (A {}): {:.0} {:.0} {:.0} {:.0} tasks/s",
+        if a.events { "with" } else { "without" },
+        a_first.lease_to_complete,
+        b_first.lease_to_complete,
+        b_second.lease_to_complete,
+        a_second.lease_to_complete
+    );
+    let (a_throughput, b_throughput) = (a_first.and(a_second), b_first.and(b_second));
     settle(&a.db).await?;
     settle(&b.db).await?;
     tokio::time::sleep(latency_idle()).await;
@@ -203,7 +222,8 @@ async fn pair(a: &Side, b: &Side) -> anyhow::Result<(Figures, Figures)> {
 pub async fn overhead() -> anyhow::Result<()> {
     let passes = pairs();
     let runs = segment_runs();
-    let tasks = runs as u64 * TASKS_PER_RUN;
+    // A side's tasks: two halves (see `pair`).
+    let tasks = (runs / 2).max(1) as u64 * 2 * TASKS_PER_RUN;
     let kept = if keep_clusters() {
         Some(Box::pin(clusters(false, runs)).await?)
     } else {

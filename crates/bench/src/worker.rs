@@ -331,6 +331,22 @@ pub(crate) struct Throughput {
     pub(crate) postgres_by_service: BTreeMap<String, f64>,
 }
 
+impl Throughput {
+    /// Two measurements of equally many tasks as one: the rate over both (their times
+    /// added), the CPU of both.
+    pub(crate) fn and(self, other: Throughput) -> Throughput {
+        let mut postgres_by_service = self.postgres_by_service;
+        for (service, seconds) in other.postgres_by_service {
+            *postgres_by_service.entry(service).or_insert(0.0) += seconds;
+        }
+        Throughput {
+            lease_to_complete: 2.0 / (1.0 / self.lease_to_complete + 1.0 / other.lease_to_complete),
+            cpu: self.cpu.plus(other.cpu),
+            postgres_by_service,
+        }
+    }
+}
+
 /// Both workloads once on a cluster that lives as long as the caller wants: `runs` runs
 /// of 1,000 tasks for throughput, then create-to-start, each after a settle. The latency
 /// workload needs one too: the throughput workload leaves dead rows and dirty pages behind,
