@@ -138,9 +138,10 @@ impl Side {
         })
     }
 
-    /// Stops the services; dropping the side then drops its schemas.
-    async fn stop(self) {
-        self.api.stop().await;
+    /// Stops the services; dropping the side then drops its schemas. Boxed: the future
+    /// holds the side, which is large.
+    fn stop(self) -> std::pin::Pin<Box<impl Future<Output = ()>>> {
+        Box::pin(async move { self.api.stop().await })
     }
 }
 
