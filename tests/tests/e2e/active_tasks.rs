@@ -16,7 +16,7 @@ use switchyard_test_support::cluster::{channel, redis};
 use switchyard_test_support::{BOOTSTRAP_TOKEN, TestDatabase, eventually};
 
 use crate::monitoring::first_reconciliation;
-use crate::runs::setup_full;
+use crate::runs::{Setup, setup_full};
 
 const ADMIN: Option<&str> = Some(BOOTSTRAP_TOKEN);
 
@@ -29,9 +29,12 @@ fn on_redis(db: &TestDatabase) -> impl FnOnce(&mut switchyard_monitoring::Monito
     }
 }
 
-/// Deletes every key of this test's view (its prefix) — never anything else in a Redis that
-/// other tests share.
-async fn delete_view_keys(db: &TestDatabase) -> usize {
+/// A connection to the test's Redis and the keys of this test's view matching `pattern`
+/// (after its prefix), never another test's.
+async fn view_keys(
+    db: &TestDatabase,
+    pattern: &str,
+) -> (::redis::aio::MultiplexedConnection, Vec<String>) {
     let database = db.config("monitoring");
     let prefix = switchyard_monitoring::active::key_prefix(&database.url, &database.schema);
     let url = redis(db).url.expect("redis url");
@@ -41,10 +44,17 @@ async fn delete_view_keys(db: &TestDatabase) -> usize {
         .await
         .expect("redis connection");
     let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}:active:*"))
+        .arg(format!("{prefix}:{pattern}"))
         .query_async(&mut conn)
         .await
         .expect("keys");
+    (conn, keys)
+}
+
+/// Deletes every key of this test's view (its prefix) — never anything else in a Redis that
+/// other tests share.
+async fn delete_view_keys(db: &TestDatabase) -> usize {
+    let (mut conn, keys) = view_keys(db, "active:*").await;
     if !keys.is_empty() {
         ::redis::cmd("DEL")
             .arg(&keys)
@@ -57,19 +67,7 @@ async fn delete_view_keys(db: &TestDatabase) -> usize {
 
 /// The members of this test's view's tombstone sets (`task_id:attempt` of ended attempts).
 async fn view_tombstones(db: &TestDatabase) -> Vec<String> {
-    let database = db.config("monitoring");
-    let prefix = switchyard_monitoring::active::key_prefix(&database.url, &database.schema);
-    let url = redis(db).url.expect("redis url");
-    let client = ::redis::Client::open(url).expect("redis client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}:ended:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let (mut conn, keys) = view_keys(db, "ended:*").await;
     let mut members = Vec::new();
     for key in keys {
         let set: Vec<String> = ::redis::cmd("SMEMBERS")
@@ -80,6 +78,22 @@ async fn view_tombstones(db: &TestDatabase) -> Vec<String> {
         members.extend(set);
     }
     members
+}
+
+/// The run's attempts in the history, once it lists `count` of them.
+async fn history_of(s: &Setup, run: &str, count: usize) -> Vec<Value> {
+    let history = format!("/api/v1/monitoring/tasks/history?run_id={run}");
+    eventually(
+        "the attempts in the history",
+        Duration::from_secs(20),
+        || async {
+            let items = s.api.get(&history, Some(&s.ci)).await.body["items"]
+                .as_array()?
+                .clone();
+            (items.len() == count).then_some(items)
+        },
+    )
+    .await
 }
 
 /// A worker API request with the agent's token.
@@ -128,18 +142,7 @@ async fn monitoring_active_view_is_rebuilt_after_redis_lost_it() {
     let done = s.finished(&run).await;
     assert_eq!(done["status"], "completed", "{done:?}");
     // Nothing lost: the attempt's history row, and the view empty again.
-    let history = format!("/api/v1/monitoring/tasks/history?run_id={run}");
-    let items = eventually(
-        "the attempt in the history",
-        Duration::from_secs(20),
-        || async {
-            let items = s.api.get(&history, ci).await.body["items"]
-                .as_array()?
-                .clone();
-            (items.len() == 1).then_some(items)
-        },
-    )
-    .await;
+    let items = history_of(&s, &run, 1).await;
     assert_eq!(items[0]["status"], "succeeded", "{items:?}");
     assert!(
         items[0]["run_ms"].as_u64().is_some_and(|ms| ms >= 4000),
@@ -169,18 +172,7 @@ async fn monitoring_attempts_that_end_before_their_lease_is_reported_leave_the_v
     let run = s.start("quick").await;
     let done = s.finished(&run).await;
     assert_eq!(done["status"], "completed", "{done:?}");
-    let history = format!("/api/v1/monitoring/tasks/history?run_id={run}");
-    let items = eventually(
-        "the attempts in the history",
-        Duration::from_secs(20),
-        || async {
-            let items = s.api.get(&history, ci).await.body["items"]
-                .as_array()?
-                .clone();
-            (items.len() == 4).then_some(items)
-        },
-    )
-    .await;
+    let items = history_of(&s, &run, 4).await;
     // Well within the delay even on a slow machine: these endings took their attempt's
     // waiting step with them.
     let quick: Vec<String> = items
