@@ -79,36 +79,8 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Dev(args) => commands::dev::run(args).await,
-            Command::Audit(command) => commands::audit::run(command).await,
-            Command::Run(command) => client::run::run(&cli.connection, command).await,
-            Command::Workflow(command) => client::workflow::run(&cli.connection, command).await,
-            Command::Token(command) => client::token::run(&cli.connection, command).await,
-            Command::Dlq(command) => client::dlq::run(&cli.connection, command).await,
-            Command::Tasks(command) => client::tasks::run(&cli.connection, command).await,
-            Command::Apis(command) => client::apis::run(&cli.connection, command).await,
-            Command::Alerts(command) => client::alerts::run(&cli.connection, command).await,
-            Command::Retries {
-                project,
-                workflow,
-                since,
-                json,
-            } => {
-                let client = client::http::Client::new(&cli.connection)?;
-                client::diagnosis::retries(
-                    &client,
-                    project.as_deref(),
-                    workflow.as_deref(),
-                    since.as_deref(),
-                    json,
-                )
-                .await
-                .map(|()| ExitCode::SUCCESS)
-            }
-        }
-    });
+    let result = runtime.block_on(run(cli));
+    switchyard_runtime::shutdown::end_runtime(runtime);
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -117,6 +89,37 @@ fn main() -> ExitCode {
             }
             eprintln!("switchyard: error: {error:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dev(args) => commands::dev::run(args).await,
+        Command::Audit(command) => commands::audit::run(command).await,
+        Command::Run(command) => client::run::run(&cli.connection, command).await,
+        Command::Workflow(command) => client::workflow::run(&cli.connection, command).await,
+        Command::Token(command) => client::token::run(&cli.connection, command).await,
+        Command::Dlq(command) => client::dlq::run(&cli.connection, command).await,
+        Command::Tasks(command) => client::tasks::run(&cli.connection, command).await,
+        Command::Apis(command) => client::apis::run(&cli.connection, command).await,
+        Command::Alerts(command) => client::alerts::run(&cli.connection, command).await,
+        Command::Retries {
+            project,
+            workflow,
+            since,
+            json,
+        } => {
+            let client = client::http::Client::new(&cli.connection)?;
+            client::diagnosis::retries(
+                &client,
+                project.as_deref(),
+                workflow.as_deref(),
+                since.as_deref(),
+                json,
+            )
+            .await
+            .map(|()| ExitCode::SUCCESS)
         }
     }
 }

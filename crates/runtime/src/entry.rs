@@ -70,7 +70,7 @@ where
             );
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let guard = match telemetry::init(service, config.telemetry()) {
             Ok(guard) => guard,
             Err(error) => return fail(service, &error),
@@ -86,7 +86,9 @@ where
                 fail(service, &error)
             }
         }
-    })
+    });
+    shutdown::end_runtime(runtime);
+    code
 }
 
 /// One line on stderr, and the error's exit code.

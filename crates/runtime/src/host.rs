@@ -58,15 +58,8 @@ impl Running {
     /// Waits until shutdown has been requested and everything has drained.
     pub async fn wait(self) -> Result<(), RuntimeError> {
         let grpc = self.grpc.await;
-        for task in self.tasks {
-            if tokio::time::timeout(self.grace, task).await.is_err() {
-                tracing::warn!(
-                    service = self.service,
-                    "a background task did not stop within the grace period"
-                );
-            }
-        }
         self.shutdown.cancel();
+        stop_tasks(self.service, self.tasks, self.grace).await;
         let _ = self.metrics.await;
         tracing::info!(service = self.service, "stopped");
         match grpc {
@@ -82,9 +75,7 @@ impl Running {
     pub async fn halt(&mut self) {
         self.shutdown.cancel();
         let _ = (&mut self.grpc).await;
-        for task in &mut self.tasks {
-            let _ = tokio::time::timeout(self.grace, task).await;
-        }
+        stop_tasks(self.service, std::mem::take(&mut self.tasks), self.grace).await;
         let _ = (&mut self.metrics).await;
         tracing::info!(service = self.service, "halted");
     }
@@ -94,6 +85,32 @@ impl Running {
         self.shutdown.cancel();
         self.wait().await
     }
+}
+
+/// Waits for the background tasks to end after shutdown, all of them within one `grace`
+/// (not one grace each, which many stuck tasks would multiply), and aborts the ones still
+/// running then, so that nothing of a stopped service keeps running (or keeps its database
+/// connections) behind its back. Returns how many were aborted.
+async fn stop_tasks(
+    service: &'static str,
+    mut tasks: Vec<JoinHandle<()>>,
+    grace: Duration,
+) -> usize {
+    let all = futures::future::join_all(tasks.iter_mut());
+    if tokio::time::timeout(grace, all).await.is_ok() {
+        return 0;
+    }
+    let stuck: Vec<_> = tasks.iter().filter(|t| !t.is_finished()).collect();
+    for task in &stuck {
+        task.abort();
+    }
+    tracing::warn!(
+        service,
+        tasks = stuck.len(),
+        grace_ms = grace.as_millis() as u64,
+        "background tasks did not stop within the grace period, aborted them"
+    );
+    stuck.len()
 }
 
 /// Starts a service: see the module docs for the sequence. Returns once it reports SERVING.
@@ -207,5 +224,46 @@ async fn watch_database(
             }
             healthy = now_healthy;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_that_stop_are_not_aborted() {
+        let shutdown = Shutdown::new();
+        let tasks = (0..3)
+            .map(|_| {
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { shutdown.cancelled().await })
+            })
+            .collect();
+        shutdown.cancel();
+        assert_eq!(stop_tasks("t", tasks, Duration::from_secs(5)).await, 0);
+    }
+
+    /// Three stuck tasks cost one grace period, not three, and do not outlive the service.
+    #[tokio::test(start_paused = true)]
+    async fn stuck_tasks_share_one_grace_period_and_are_aborted() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut tasks: Vec<JoinHandle<()>> = (0..3)
+            .map(|_| {
+                let tx = tx.clone();
+                // Holds its sender until dropped: the channel closes only once all are gone.
+                tokio::spawn(async move {
+                    let _tx = tx;
+                    std::future::pending::<()>().await
+                })
+            })
+            .collect();
+        drop(tx);
+        tasks.push(tokio::spawn(async {}));
+        let started = tokio::time::Instant::now();
+        assert_eq!(stop_tasks("t", tasks, Duration::from_secs(5)).await, 3);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // Every stuck task was dropped (aborted), so the last sender went with it.
+        assert_eq!(rx.recv().await, None);
     }
 }

@@ -23,6 +23,13 @@ pub fn on_signals(shutdown: Shutdown) {
     });
 }
 
+/// Ends a binary's runtime once `main`'s work is done. Dropping it would wait without limit
+/// for blocking work still running, with the signal handler gone by then: one stuck task
+/// would keep the process alive, and deaf to Ctrl-C, after everything else had stopped.
+pub fn end_runtime(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}
+
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
