@@ -111,32 +111,114 @@ async fn sigterm_drains_and_exits_zero() {
     }
 }
 
+/// `switchyard dev` on a data directory, started and ready, with what it printed.
+struct Dev {
+    child: tokio::process::Child,
+    printed: Vec<String>,
+    url: String,
+    token: String,
+}
+
+impl Dev {
+    /// Starts it on free ports; `bootstrap` fixes the admin token (else dev makes one).
+    async fn start(dir: &std::path::Path, bootstrap: Option<&str>) -> Dev {
+        let mut command = Command::new(binary("switchyard"));
+        command
+            .args(["dev", "--port-base", "0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .env_remove("SWITCHYARD_BOOTSTRAP_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(token) = bootstrap {
+            command.env("SWITCHYARD_BOOTSTRAP_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let done = line.contains("Press Ctrl-C");
+                printed.push(line);
+                if done {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "dev printed: {printed:?}");
+        // The URL and bootstrap token as printed, as a newcomer copies them.
+        let printed_value = |key: &str| {
+            printed
+                .iter()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix(&format!("export {key}="))
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| panic!("{key} in {printed:?}"))
+        };
+        let url = printed_value("SWITCHYARD_URL");
+        let token = printed_value("SWITCHYARD_TOKEN");
+        Dev {
+            child,
+            printed,
+            url,
+            token,
+        }
+    }
+
+    /// A new organisation and a project in it; the project's id.
+    async fn project(&self, client: &reqwest::Client) -> String {
+        let org = client
+            .post(format!("{}/api/v1/orgs", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"name": "acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(org.status().as_u16(), 201);
+        let org: serde_json::Value = org.json().await.unwrap();
+        let project: serde_json::Value = client
+            .post(format!(
+                "{}/api/v1/orgs/{}/projects",
+                self.url,
+                org["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"name": "web"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        project["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Ctrl-C; waits for the process to end and returns its exit code.
+    async fn interrupt(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary("switchyard"))
-        .args(["dev", "--port-base", "0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let done = line.contains("Press Ctrl-C");
-            printed.push(line);
-            if done {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "dev printed: {printed:?}");
+    let dev = Dev::start(dir.path(), None).await;
+    let printed = &dev.printed;
     for name in ["control-plane", "scheduler", "monitoring", "audit"] {
         assert!(
             printed
@@ -154,44 +236,11 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
         assert!(dir.path().join(db).is_file(), "{db}");
     }
     // The printed URL and bootstrap token work as printed.
-    let printed_value = |key: &str| {
-        printed
-            .iter()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("export {key}="))
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| panic!("{key} in {printed:?}"))
-    };
-    let url = printed_value("SWITCHYARD_URL");
-    let token = printed_value("SWITCHYARD_TOKEN");
+    let (url, token) = (dev.url.clone(), dev.token.clone());
     let client = reqwest::Client::new();
     let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
-    let org = client
-        .post(format!("{url}/api/v1/orgs"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "acme"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(org.status().as_u16(), 201);
-    let org: serde_json::Value = org.json().await.unwrap();
-    let project: serde_json::Value = client
-        .post(format!(
-            "{url}/api/v1/orgs/{}/projects",
-            org["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "web"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = dev.project(&client).await;
 
     // The CLI, as a CI job uses it, against dev's own agent: real commands run.
     let cli = |args: &[&str]| {
@@ -292,15 +341,90 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
     .unwrap();
     assert_eq!(refused.status.code(), Some(10), "{refused:?}");
 
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
+    assert_eq!(dev.interrupt().await, Some(0));
+}
+
+/// Ctrl-C while a task runs: dev's agent lets it finish and reports it before the services
+/// stop, so after a restart the run is complete, on its first attempt, at once (not after its
+/// lease expired and a second attempt ran it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchyard_dev_ctrl_c_reports_the_task_in_hand_before_the_services_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "dev-ctrl-c-test";
+    let dev = Dev::start(dir.path(), Some(token)).await;
+    let client = reqwest::Client::new();
+    let project = dev.project(&client).await;
+    let put = client
+        .put(format!(
+            "{}/api/v1/projects/{project}/workflows/slow",
+            dev.url
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"nodes": [{"id": "work", "run": "sleep 2"}]}))
+        .send()
         .await
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    assert!(put.status().is_success(), "{put:?}");
+    let run: serde_json::Value = client
+        .post(format!("{}/api/v1/projects/{project}/runs", dev.url))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"workflow": "slow"}))
+        .send()
         .await
         .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let tasks_of = |url: String| {
+        let client = client.clone();
+        let run_id = run_id.clone();
+        async move {
+            let tasks: serde_json::Value = client
+                .get(format!("{url}/api/v1/runs/{run_id}/tasks"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            tasks["items"].as_array().cloned()
+        }
+    };
+    eventually("the task to run", Duration::from_secs(30), || {
+        let tasks = tasks_of(dev.url.clone());
+        async move {
+            let tasks = tasks.await?;
+            tasks.iter().any(|t| t["status"] == "leased").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(dev.interrupt().await, Some(0));
+
+    let dev = Dev::start(dir.path(), Some(token)).await;
+    let status = eventually("the run to be final", Duration::from_secs(10), || {
+        let client = client.clone();
+        let url = format!("{}/api/v1/runs/{run_id}", dev.url);
+        async move {
+            let run: serde_json::Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let status = run["status"].as_str()?.to_owned();
+            matches!(status.as_str(), "completed" | "failed" | "infra_failed").then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(status, "completed");
+    let tasks = tasks_of(dev.url.clone()).await.unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["attempt"], 1, "{tasks:?}");
+    assert_eq!(tasks[0]["exit_code"], 0, "{tasks:?}");
+    assert_eq!(dev.interrupt().await, Some(0));
 }

@@ -72,18 +72,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    // Ctrl-C stops the agent and the gateway first; the services stop once both have: the
+    // agent's drain reports the tasks it lets finish (or hands back the rest) to a scheduler
+    // that still answers, and the gateway's last API usage report reaches monitoring.
     let shutdown = Shutdown::new();
     shutdown::on_signals(shutdown.clone());
+    let services_shutdown = Shutdown::new();
 
     let bootstrap = bootstrap_token();
-    let (services, gateway) =
-        match start_all(&data_dir, args.port_base, &bootstrap, &shutdown).await {
-            Ok(started) => started,
-            Err(error) => {
-                shutdown.cancel();
-                return Err(error);
-            }
-        };
+    let started = start_all(
+        &data_dir,
+        args.port_base,
+        &bootstrap,
+        &shutdown,
+        &services_shutdown,
+    )
+    .await;
+    let (services, gateway) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            shutdown.cancel();
+            services_shutdown.cancel();
+            return Err(error);
+        }
+    };
     // One local agent, so runs started here run here. The bootstrap credential is a platform
     // admin, which the scheduler accepts from agents.
     let scheduler_url = services
@@ -137,6 +149,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         eprintln!("switchyard dev: {error}");
         failed = true;
     }
+    services_shutdown.cancel();
     for service in services {
         if let Err(error) = service.wait().await {
             eprintln!("switchyard dev: {error}");
@@ -160,12 +173,13 @@ fn bootstrap_token() -> String {
 }
 
 /// Audit first: the others' outbox relays deliver to it. The gateway last, once every
-/// service it forwards to is up.
+/// service it forwards to is up; it stops on `shutdown`, the services on `services_shutdown`.
 async fn start_all(
     dir: &Path,
     base: u16,
     bootstrap: &str,
     shutdown: &Shutdown,
+    services_shutdown: &Shutdown,
 ) -> anyhow::Result<(Vec<Running>, switchyard_gateway::Gateway)> {
     let metrics = MetricsConfig::on_port(0);
     let audit = switchyard_audit::start(
@@ -175,7 +189,7 @@ async fn start_all(
             database: sqlite(dir, "audit"),
             ..Default::default()
         },
-        shutdown.clone(),
+        services_shutdown.clone(),
     )
     .await
     .context("audit did not start")?;
@@ -213,7 +227,7 @@ async fn start_all(
             },
             ..Default::default()
         },
-        shutdown.clone(),
+        services_shutdown.clone(),
     )
     .await
     .context("monitoring did not start")?;
@@ -238,7 +252,7 @@ async fn start_all(
             },
             ..Default::default()
         },
-        shutdown.clone(),
+        services_shutdown.clone(),
     )
     .await
     .context("control-plane did not start")?;
@@ -256,7 +270,7 @@ async fn start_all(
             )),
             ..Default::default()
         },
-        shutdown.clone(),
+        services_shutdown.clone(),
     )
     .await
     .context("scheduler did not start")?;
