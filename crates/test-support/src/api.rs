@@ -13,6 +13,20 @@ use crate::database::TestDatabase;
 pub struct Api {
     pub cluster: Cluster,
     pub gateway: Gateway,
+    /// Its HTTP client (`api.get(..)`, `api.base` and the rest reach it through `Deref`).
+    pub http: Http,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Http;
+
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
+/// A client for any gateway at `base` (an in-process one, or `switchyard dev`'s).
+pub struct Http {
     pub base: String,
     client: reqwest::Client,
 }
@@ -79,12 +93,11 @@ pub async fn spawn_api_full(
     let gateway = switchyard_gateway::start(config, Shutdown::new())
         .await
         .unwrap();
-    let base = format!("http://{}", gateway.addr);
+    let http = Http::new(format!("http://{}", gateway.addr));
     Api {
         cluster,
         gateway,
-        base,
-        client: reqwest::Client::new(),
+        http,
     }
 }
 
@@ -92,6 +105,15 @@ impl Api {
     pub async fn stop(self) {
         self.gateway.stop().await.unwrap();
         self.cluster.stop().await;
+    }
+}
+
+impl Http {
+    pub fn new(base: String) -> Http {
+        Http {
+            base,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn request(

@@ -587,11 +587,10 @@ async fn health_metrics_and_the_openapi_document_are_public() {
     let Api {
         cluster,
         gateway,
-        base,
-        ..
+        http,
     } = api;
     cluster.monitoring.stop().await.unwrap();
-    let reply = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    let reply = reqwest::get(format!("{}/readyz", http.base)).await.unwrap();
     assert_eq!(reply.status().as_u16(), 503);
     let body: Value = reply.json().await.unwrap();
     let down: Vec<&Value> = body["services"]

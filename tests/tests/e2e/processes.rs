@@ -4,6 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use switchyard_test_support::api::Http;
 use switchyard_test_support::{TestDatabase, binary, eventually};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -115,7 +116,8 @@ async fn sigterm_drains_and_exits_zero() {
 struct Dev {
     child: tokio::process::Child,
     printed: Vec<String>,
-    url: String,
+    /// The gateway at the printed URL.
+    http: Http,
     token: String,
 }
 
@@ -165,37 +167,25 @@ impl Dev {
         Dev {
             child,
             printed,
-            url,
+            http: Http::new(url),
             token,
         }
     }
 
     /// A new organisation and a project in it; the project's id.
-    async fn project(&self, client: &reqwest::Client) -> String {
-        let org = client
-            .post(format!("{}/api/v1/orgs", self.url))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({"name": "acme"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(org.status().as_u16(), 201);
-        let org: serde_json::Value = org.json().await.unwrap();
-        let project: serde_json::Value = client
-            .post(format!(
-                "{}/api/v1/orgs/{}/projects",
-                self.url,
-                org["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({"name": "web"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        project["id"].as_str().unwrap().to_owned()
+    async fn project(&self) -> String {
+        let token = Some(self.token.as_str());
+        let org = self
+            .http
+            .post("/api/v1/orgs", token, serde_json::json!({"name": "acme"}))
+            .await;
+        assert_eq!(org.status, 201, "{org:?}");
+        let path = format!("/api/v1/orgs/{}/projects", org.body["id"].as_str().unwrap());
+        let project = self
+            .http
+            .post(&path, token, serde_json::json!({"name": "web"}))
+            .await;
+        project.body["id"].as_str().unwrap().to_owned()
     }
 
     /// Ctrl-C; waits for the process to end and returns its exit code.
@@ -236,11 +226,10 @@ async fn switchyard_dev_starts_everything_and_stops_on_ctrl_c() {
         assert!(dir.path().join(db).is_file(), "{db}");
     }
     // The printed URL and bootstrap token work as printed.
-    let (url, token) = (dev.url.clone(), dev.token.clone());
-    let client = reqwest::Client::new();
-    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
-    let project = dev.project(&client).await;
+    let (url, token) = (dev.http.base.clone(), dev.token.clone());
+    let ready = dev.http.get("/readyz", None).await;
+    assert_eq!(ready.status, 200);
+    let project = dev.project().await;
 
     // The CLI, as a CI job uses it, against dev's own agent: real commands run.
     let cli = |args: &[&str]| {
@@ -352,77 +341,52 @@ async fn switchyard_dev_ctrl_c_reports_the_task_in_hand_before_the_services_stop
     let dir = tempfile::tempdir().unwrap();
     let token = "dev-ctrl-c-test";
     let dev = Dev::start(dir.path(), Some(token)).await;
-    let client = reqwest::Client::new();
-    let project = dev.project(&client).await;
-    let put = client
-        .put(format!(
-            "{}/api/v1/projects/{project}/workflows/slow",
-            dev.url
-        ))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"nodes": [{"id": "work", "run": "sleep 2"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{put:?}");
-    let run: serde_json::Value = client
-        .post(format!("{}/api/v1/projects/{project}/runs", dev.url))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"workflow": "slow"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let run_id = run["id"].as_str().unwrap().to_owned();
-    let tasks_of = |url: String| {
-        let client = client.clone();
-        let run_id = run_id.clone();
-        async move {
-            let tasks: serde_json::Value = client
-                .get(format!("{url}/api/v1/runs/{run_id}/tasks"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            tasks["items"].as_array().cloned()
-        }
-    };
-    eventually("the task to run", Duration::from_secs(30), || {
-        let tasks = tasks_of(dev.url.clone());
-        async move {
-            let tasks = tasks.await?;
-            tasks.iter().any(|t| t["status"] == "leased").then_some(())
-        }
+    let project = dev.project().await;
+    let put = dev
+        .http
+        .put(
+            &format!("/api/v1/projects/{project}/workflows/slow"),
+            Some(token),
+            serde_json::json!({"nodes": [{"id": "work", "run": "sleep 2"}]}),
+        )
+        .await;
+    assert!((200..300).contains(&put.status), "{put:?}");
+    let run = dev
+        .http
+        .post(
+            &format!("/api/v1/projects/{project}/runs"),
+            Some(token),
+            serde_json::json!({"workflow": "slow"}),
+        )
+        .await;
+    let run_id = run.body["id"].as_str().unwrap().to_owned();
+    let (tasks, run_path) = (
+        format!("/api/v1/runs/{run_id}/tasks"),
+        format!("/api/v1/runs/{run_id}"),
+    );
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let tasks = dev.http.get(&tasks, Some(token)).await.body;
+        let leased = tasks["items"]
+            .as_array()?
+            .iter()
+            .any(|t| t["status"] == "leased");
+        leased.then_some(())
     })
     .await;
     assert_eq!(dev.interrupt().await, Some(0));
 
     let dev = Dev::start(dir.path(), Some(token)).await;
-    let status = eventually("the run to be final", Duration::from_secs(10), || {
-        let client = client.clone();
-        let url = format!("{}/api/v1/runs/{run_id}", dev.url);
-        async move {
-            let run: serde_json::Value = client
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let status = run["status"].as_str()?.to_owned();
-            matches!(status.as_str(), "completed" | "failed" | "infra_failed").then_some(status)
-        }
+    let status = eventually("the run to be final", Duration::from_secs(10), || async {
+        let run = dev.http.get(&run_path, Some(token)).await.body;
+        let status = run["status"].as_str()?.to_owned();
+        matches!(status.as_str(), "completed" | "failed" | "infra_failed").then_some(status)
     })
     .await;
     assert_eq!(status, "completed");
-    let tasks = tasks_of(dev.url.clone()).await.unwrap();
+    let tasks = dev.http.get(&tasks, Some(token)).await.body["items"]
+        .as_array()
+        .cloned()
+        .unwrap();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["attempt"], 1, "{tasks:?}");
     assert_eq!(tasks[0]["exit_code"], 0, "{tasks:?}");
