@@ -34,6 +34,9 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub shutdown: Shutdown,
     server: JoinHandle<std::io::Result<()>>,
+    /// The API usage reporter; told to stop only once the server has drained, so that its
+    /// last report counts every request served.
+    reporter: Option<(JoinHandle<()>, Shutdown)>,
     grace: Duration,
 }
 
@@ -43,18 +46,22 @@ impl Gateway {
         let mut server = self.server;
         tokio::select! {
             result = &mut server => {
+                stop_reporter(self.reporter, self.grace).await;
                 return result
                     .map_err(|e| RuntimeError::Config(format!("gateway task failed: {e}")))?
                     .map_err(|source| RuntimeError::Bind { addr: self.addr, source });
             }
             _ = self.shutdown.cancelled() => {}
         }
-        match tokio::time::timeout(self.grace, server).await {
-            Ok(_) => tracing::info!(service = SERVICE, "stopped"),
-            Err(_) => tracing::warn!(
+        let drained = tokio::time::timeout(self.grace, server).await.is_ok();
+        stop_reporter(self.reporter, self.grace).await;
+        if drained {
+            tracing::info!(service = SERVICE, "stopped");
+        } else {
+            tracing::warn!(
                 service = SERVICE,
                 "requests still running after the grace period, stopping anyway"
-            ),
+            );
         }
         Ok(())
     }
@@ -88,14 +95,16 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
     let usage = usage::UsageRecorder::new(config.usage.max_routes);
     let grace = config.http.shutdown_grace;
     let shutdown = shutdown.child_token();
-    if config.usage.enabled {
-        tokio::spawn(usage::report_periodically(
+    let reporter = config.usage.enabled.then(|| {
+        let stop = Shutdown::new();
+        let task = tokio::spawn(usage::report_periodically(
             usage.clone(),
             upstreams.monitoring.clone(),
             config.usage.clone(),
-            shutdown.clone(),
+            stop.clone(),
         ));
-    }
+        (task, stop)
+    });
     let state = AppState {
         upstreams,
         cache,
@@ -120,8 +129,23 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
         addr,
         shutdown,
         server,
+        reporter,
         grace,
     })
+}
+
+/// Stops the usage reporter and waits (at most `grace`) for its last report.
+async fn stop_reporter(reporter: Option<(JoinHandle<()>, Shutdown)>, grace: Duration) {
+    let Some((task, stop)) = reporter else {
+        return;
+    };
+    stop.cancel();
+    if tokio::time::timeout(grace, task).await.is_err() {
+        tracing::warn!(
+            service = SERVICE,
+            "the last api usage report did not go within the grace period"
+        );
+    }
 }
 
 async fn prune_limiter(limiter: Limiter, shutdown: Shutdown) {

@@ -390,5 +390,18 @@ async fn switchyard_dev_ctrl_c_reports_the_task_in_hand_before_the_services_stop
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["attempt"], 1, "{tasks:?}");
     assert_eq!(tasks[0]["exit_code"], 0, "{tasks:?}");
+    // The gateway's last usage report (its 10 s window had not come round) reached
+    // monitoring before the services stopped: the one PUT of the first start is counted.
+    let usage = dev
+        .http
+        .get("/api/v1/monitoring/apis/usage", Some(token))
+        .await;
+    let routes = usage.body["routes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["method"] == "PUT" && r["requests"].as_u64() >= Some(1)),
+        "{usage:?}"
+    );
     assert_eq!(dev.interrupt().await, Some(0));
 }
