@@ -103,8 +103,9 @@ pub async fn spawn_api_full(
 
 impl Api {
     pub async fn stop(self) {
-        self.gateway.stop().await.unwrap();
-        self.cluster.stop().await;
+        // Boxed: the drains' state would otherwise sit inline in every caller's future.
+        Box::pin(self.gateway.stop()).await.unwrap();
+        Box::pin(self.cluster.stop()).await;
     }
 }
 
