@@ -28,10 +28,7 @@ pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
 pub fn redis(db: &TestDatabase) -> switchyard_runtime::config::RedisConfig {
     switchyard_runtime::config::RedisConfig {
         url: match db.backend {
-            crate::Backend::Postgres => Some(
-                std::env::var("SWITCHYARD_TEST_REDIS_URL")
-                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-            ),
+            crate::Backend::Postgres => Some(crate::database::redis_url()),
             crate::Backend::Sqlite => None,
         },
         ..Default::default()

@@ -11,6 +11,12 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/switchyard_test".into())
 }
 
+/// `SWITCHYARD_TEST_REDIS_URL`, else the local Redis: what services next to a test's
+/// PostgreSQL schemas use.
+pub fn redis_url() -> String {
+    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -18,7 +24,8 @@ pub enum Backend {
 }
 
 /// Hands out per-service database configs that no other test shares, and removes them on
-/// drop: PostgreSQL schemas `t<random>_<service>`, or SQLite files in a temporary directory.
+/// drop: PostgreSQL schemas `t<random>_<service>` (with the Redis keys services keep under
+/// them), or SQLite files in a temporary directory.
 pub struct TestDatabase {
     pub backend: Backend,
     prefix: String,
@@ -100,6 +107,7 @@ impl Drop for TestDatabase {
         if schemas.is_empty() {
             return;
         }
+        let redis_keys = self.redis_keys();
         // Drop runs outside async context (and during unwinding): clean up on a thread with its
         // own runtime and wait for it, so schemas never outlive the test.
         let handle = std::thread::spawn(move || {
@@ -112,13 +120,61 @@ impl Drop for TestDatabase {
                     db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                         .await?;
                 }
-                db.close().await
+                db.close().await?;
+                delete_redis_keys(&redis_keys).await
             })?;
             Ok::<_, anyhow::Error>(())
         });
         if let Ok(Err(error)) = handle.join() {
             eprintln!("test schema cleanup failed: {error}");
         }
+    }
+}
+
+impl TestDatabase {
+    /// The pattern of the Redis keys that services on this guard's schemas keep (monitoring's
+    /// active-task view has no expiry: it lives as long as its deployment), built the way
+    /// the services build their key prefixes, so the guard removes what its tests left.
+    pub fn redis_keys(&self) -> String {
+        let schemas = format!("{}_", self.prefix);
+        format!(
+            "{}*",
+            switchyard_monitoring::active::key_prefix(&database_url(), &schemas)
+        )
+    }
+}
+
+/// Deletes the keys matching `pattern` from the test Redis (see [`redis_url`]). No Redis (a
+/// machine running only SQLite tests) leaves nothing to delete: it is not an error.
+async fn delete_redis_keys(pattern: &str) -> anyhow::Result<()> {
+    let Ok(client) = redis::Client::open(redis_url().as_str()) else {
+        return Ok(());
+    };
+    let connect = client.get_multiplexed_async_connection();
+    let Ok(Ok(mut conn)) = tokio::time::timeout(std::time::Duration::from_secs(2), connect).await
+    else {
+        return Ok(());
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
@@ -135,4 +191,59 @@ async fn ensure_database_exists() {
     let _ = admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key as monitoring names it under `service`'s schema of `db`.
+    fn view_key(db: &TestDatabase, service: &str) -> String {
+        let schema = db.config(service).schema;
+        let prefix = switchyard_monitoring::active::key_prefix(&database_url(), &schema);
+        format!("{prefix}:active:epoch")
+    }
+
+    async fn exists(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<i64>(conn)
+            .await
+            .unwrap()
+            == 1
+    }
+
+    #[tokio::test]
+    async fn dropping_the_guard_deletes_the_redis_keys_of_its_own_schemas_only() {
+        let mine = TestDatabase::postgres().await;
+        let other = TestDatabase::postgres().await;
+        let client = redis::Client::open(redis_url().as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let (my_key, other_key) = (
+            view_key(&mine, "monitoring"),
+            view_key(&other, "monitoring"),
+        );
+        for key in [&my_key, &other_key] {
+            redis::cmd("SET")
+                .arg(key)
+                .arg("1")
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+        drop(mine);
+        assert!(
+            !exists(&mut conn, &my_key).await,
+            "{my_key} outlived its guard"
+        );
+        assert!(
+            exists(&mut conn, &other_key).await,
+            "another guard's key went too"
+        );
+        drop(other);
+        assert!(
+            !exists(&mut conn, &other_key).await,
+            "{other_key} outlived its guard"
+        );
+    }
 }
