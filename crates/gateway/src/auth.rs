@@ -28,6 +28,20 @@ impl Caller {
         // `Caller` is only built with a principal.
         self.0.principal.as_ref().unwrap_or(&DEFAULT_PRINCIPAL)
     }
+
+    /// Who the caller is for per-caller limits: the actor's type and id (one per token or
+    /// user).
+    pub fn key(&self) -> String {
+        key_of(self.principal())
+    }
+}
+
+fn key_of(principal: &Principal) -> String {
+    principal
+        .actor
+        .as_ref()
+        .map(|a| format!("{}:{}", a.r#type, a.id))
+        .unwrap_or_default()
 }
 
 static DEFAULT_PRINCIPAL: Principal = Principal {
@@ -108,12 +122,7 @@ impl FromRequestParts<AppState> for Caller {
         if switchyard_runtime::auth::is_service_principal(&principal) {
             return Err(unauthenticated("a valid bearer token is required"));
         }
-        let key = principal
-            .actor
-            .as_ref()
-            .map(|a| format!("{}:{}", a.r#type, a.id))
-            .unwrap_or_default();
-        if let Err(wait) = state.limiter.check(&key) {
+        if let Err(wait) = state.limiter.check(&key_of(&principal)) {
             metrics::counter!("gateway_rate_limited_total").increment(1);
             let mut error = ApiError::new(
                 ErrorCode::ResourceExhausted,

@@ -31,6 +31,10 @@ pub struct HttpConfig {
     /// In-flight requests get this long to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Run event streams one caller (token or user) may keep open on this gateway; past it,
+    /// 429 with `retry-after`. The gateway keeps at most
+    /// [`MAX_OPEN_STREAMS`](crate::event_streams::MAX_OPEN_STREAMS) open in all.
+    pub event_streams_per_caller: usize,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +44,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(20),
+            event_streams_per_caller: 100,
         }
     }
 }
@@ -97,6 +102,12 @@ impl Validate for GatewayConfig {
         }
         if self.http.request_timeout < Duration::from_millis(100) {
             problems.push("http.request_timeout must be at least 100ms".into());
+        }
+        let most = crate::event_streams::MAX_OPEN_STREAMS;
+        if !(1..=most).contains(&self.http.event_streams_per_caller) {
+            problems.push(format!(
+                "http.event_streams_per_caller must be between 1 and {most}"
+            ));
         }
         for (key, url) in [
             ("upstream.control_plane", &self.upstream.control_plane),

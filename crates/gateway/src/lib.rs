@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod event_streams;
 pub mod extract;
 pub mod middleware;
 pub mod rate_limit;
@@ -105,6 +106,7 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
         ));
         (task, stop)
     });
+    let event_streams = event_streams::EventStreams::new(config.http.event_streams_per_caller);
     let state = AppState {
         upstreams,
         cache,
@@ -112,9 +114,7 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> Result<Gateway,
         usage,
         config: Arc::new(config),
         shutdown: shutdown.clone(),
-        event_streams: Arc::new(tokio::sync::Semaphore::new(
-            routes::run_events::MAX_OPEN_STREAMS,
-        )),
+        event_streams,
     };
     tokio::spawn(prune_limiter(limiter, shutdown.clone()));
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();

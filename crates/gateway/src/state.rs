@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use switchyard_runtime::cache::Cache;
 use switchyard_runtime::shutdown::Shutdown;
-use tokio::sync::Semaphore;
 
 use crate::config::GatewayConfig;
 use crate::rate_limit::Limiter;
@@ -21,6 +20,6 @@ pub struct AppState {
     /// Cancelled when the gateway stops: open event streams end on it, so the drain does not
     /// wait for runs to finish.
     pub shutdown: Shutdown,
-    /// Permits for open event streams (`GET /api/v1/runs/{id}/events`).
-    pub event_streams: Arc<Semaphore>,
+    /// Places for open event streams (`GET /api/v1/runs/{id}/events`), in all and by caller.
+    pub event_streams: crate::event_streams::EventStreams,
 }

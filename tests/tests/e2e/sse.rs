@@ -9,6 +9,7 @@ use switchyard_proto::common::v1::{Actor, ActorType};
 use switchyard_proto::controlplane::v1::run_service_client::RunServiceClient;
 use switchyard_proto::controlplane::v1::{Principal, RunStatus, WatchRunRequest};
 use switchyard_runtime::auth::CallContext;
+use switchyard_test_support::api::spawn_api_with;
 use switchyard_test_support::cluster::channel;
 use switchyard_test_support::{Api, BOOTSTRAP_TOKEN, TestDatabase, spawn_api};
 
@@ -225,6 +226,36 @@ async fn sse_refusals_are_json_errors_before_any_stream() {
             "{path}"
         );
     }
+    api.stop().await;
+}
+
+/// One caller keeps at most `http.event_streams_per_caller` streams open: past it, 429 with
+/// `retry-after` and the JSON error, before any stream; another token still gets its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_one_token_cannot_hold_more_than_its_share_of_streams() {
+    let db = TestDatabase::postgres().await;
+    let api = spawn_api_with(&db, |config| config.http.event_streams_per_caller = 2).await;
+    let (project, ci) = project_with_run_token(&api).await;
+    let run = queued_run(&api, &project, &ci).await;
+    let other = token(&api, &project, &["runs:read"]).await;
+
+    let held = [open(&api, &run, &ci).await, open(&api, &run, &ci).await];
+    let refused = api
+        .get(&format!("/api/v1/runs/{run}/events"), Some(&ci))
+        .await;
+    assert_eq!(refused.status, 429, "{:?}", refused.body);
+    assert_eq!(refused.code(), "resource_exhausted", "{:?}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("2 open event streams"), "{message}");
+
+    let mut others = open(&api, &run, &other).await;
+    let first = read_events(&mut others, 1).await;
+    assert_eq!(first[0].name, "status", "{first:?}");
+    drop(held);
     api.stop().await;
 }
 

@@ -2,7 +2,9 @@
 //! from control-plane's `RunService/WatchRun` stream.
 //!
 //! Refusals come before the stream, as the usual JSON errors with their status (401, 403,
-//! 404, ...): the handler answers 200 only once the run's first message has arrived. Then:
+//! 404, ...; 429 past the caller's share of open streams and 503 when the gateway has all it
+//! keeps, see [`crate::event_streams`]): the handler answers 200 only once the run's first
+//! message has arrived. Then:
 //! one `status` event per status change (the first is the current status), `id` a counter and
 //! `data` the run as `GET /api/v1/runs/{id}` shows it *without `tasks`* (the task counts live
 //! in the scheduler and would cost a call per event; read them from `GET /api/v1/runs/{id}`);
@@ -24,22 +26,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use switchyard_proto::controlplane::v1 as pb;
 use switchyard_runtime::ErrorCode;
 use switchyard_runtime::shutdown::Shutdown;
-use tokio::sync::OwnedSemaphorePermit;
 use tonic::codec::Streaming;
 
 use super::runs::{Run, status_name};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::event_streams::{Refusal, StreamPermit};
 use crate::extract::Path;
 use crate::state::AppState;
 
 /// How often a quiet stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Event streams one gateway keeps open at once; beyond it, 503 with `retry-after`. Kept under
-/// control-plane's HTTP/2 stream limit (`grpc.max_concurrent_streams`, 1024), since every
-/// stream holds one on the gateway's streams-only connection.
-pub const MAX_OPEN_STREAMS: usize = 1000;
 
 /// Server-Sent Events of the run's status changes until it is final.
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}/events", tag = "runs",
@@ -57,16 +54,8 @@ pub async fn run_events(
 ) -> ApiResult<impl IntoResponse> {
     let permit = state
         .event_streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            let mut error = ApiError::new(
-                ErrorCode::Unavailable,
-                "too many open event streams on this gateway, try again shortly",
-            );
-            error.retry_after = Some(5);
-            error
-        })?;
+        .try_open(&caller.key())
+        .map_err(refusal)?;
     let request = state
         .upstreams
         .stream_request(&caller.0, pb::WatchRunRequest { run_id });
@@ -107,6 +96,25 @@ pub async fn run_events(
     Ok(([(HeaderName::from_static("x-accel-buffering"), "no")], sse))
 }
 
+/// A stream not opened, as its error: the gateway full is 503, the caller's own share 429;
+/// both say when to try again.
+fn refusal(refusal: Refusal) -> ApiError {
+    let mut error = match refusal {
+        Refusal::GatewayFull => ApiError::new(
+            ErrorCode::Unavailable,
+            "too many open event streams on this gateway, try again shortly",
+        ),
+        Refusal::CallerFull { limit } => ApiError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "this token already has {limit} open event streams on this gateway, close one first"
+            ),
+        ),
+    };
+    error.retry_after = Some(5);
+    error
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RelayState {
     Streaming,
@@ -127,7 +135,7 @@ struct Relay {
     state: RelayState,
     shutdown: Shutdown,
     /// Held for the stream's life.
-    _permit: OwnedSemaphorePermit,
+    _permit: StreamPermit,
 }
 
 impl Relay {
