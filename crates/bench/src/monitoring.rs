@@ -7,7 +7,7 @@
 //! two passes a minute apart differ more than monitoring costs. So the two sides are not
 //! measured one after the other but interleaved in short pairs. Each pair builds two fresh
 //! clusters, one a side (the side built first alternating), and warms each with a short
-//! segment, not counted. Then the throughput workload runs in halves (10,000 tasks each) in
+//! segment, not counted. Then the throughput workload runs in halves (30,000 tasks each) in
 //! the order A B B A, each half after a vacuum of what had fallen due in its cluster and a
 //! checkpoint (see `worker::settle`), so neither side is charged for upkeep that happened to
 //! land in it; a side's rate is over its two halves together, and a drift in the machine's
@@ -29,7 +29,7 @@
 //! delivery, and ~7% more scheduler database time per task), so which side it hit decided
 //! the run: paired p50 +57.9% in one 30-pair run, −38.5% in another. A fresh pair of
 //! clusters holds such a state for one pair at most, which the medians discount, and every
-//! pair measures tables of the same size (those of a young deployment: ~25,000 tasks).
+//! pair measures tables of the same size (those of a young deployment: ~75,000 tasks).
 //! `SWITCHYARD_BENCH_KEEP_CLUSTERS=1` keeps two clusters through the whole run instead, for
 //! studying that state and the cost on grown tables.
 //!
@@ -62,11 +62,13 @@ fn count_from_env(name: &str, default: usize) -> usize {
 }
 
 /// Runs of 1,000 tasks in one side's throughput workload of a pair (two halves):
-/// `SWITCHYARD_BENCH_SEGMENT_RUNS`, twenty when unset. A side's share must last long enough
-/// (several seconds) that one relay burst does not decide a pair; a half of 10,000 tasks
-/// takes 2–3 s here, and a side's two halves count together.
+/// `SWITCHYARD_BENCH_SEGMENT_RUNS`, sixty when unset. A side's share must last long enough
+/// that the machine's second-to-second jitter and one relay burst do not decide a pair. With
+/// twenty (halves of 10,000 tasks, 2–3 s each) the pairs' throughput changes spread with a
+/// standard deviation of 7.2% (60 pairs); with sixty (halves of 30,000, 5–6 s) 3.2% (8 pairs),
+/// for a pair that takes ~90 s instead of ~70: half as wide an interval for the same time.
 fn segment_runs() -> usize {
-    count_from_env("SWITCHYARD_BENCH_SEGMENT_RUNS", 20)
+    count_from_env("SWITCHYARD_BENCH_SEGMENT_RUNS", 60)
 }
 
 /// Pairs of segments (one a side each): `SWITCHYARD_BENCH_PAIRS`, ten when unset. More pairs
