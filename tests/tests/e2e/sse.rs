@@ -240,16 +240,23 @@ async fn sse_one_token_cannot_hold_more_than_its_share_of_streams() {
     let other = token(&api, &project, &["runs:read"]).await;
 
     let held = [open(&api, &run, &ci).await, open(&api, &run, &ci).await];
+    // Status and headers first: a stream not refused would never end its body.
     let refused = api
-        .get(&format!("/api/v1/runs/{run}/events"), Some(&ci))
-        .await;
-    assert_eq!(refused.status, 429, "{:?}", refused.body);
-    assert_eq!(refused.code(), "resource_exhausted", "{:?}", refused.body);
-    assert_eq!(refused.header("retry-after"), Some("5"));
-    assert_eq!(refused.header("content-type"), Some("application/json"));
-    let message = refused.body["error"]["message"]
-        .as_str()
-        .unwrap_or_default();
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/runs/{run}/events"),
+            Some(&ci),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let header = |name: &str| refused.headers().get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("retry-after"), Some("5"));
+    assert_eq!(header("content-type"), Some("application/json"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "resource_exhausted", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("2 open event streams"), "{message}");
 
     let mut others = open(&api, &run, &other).await;
