@@ -66,7 +66,8 @@ impl EventStreams {
     }
 
     /// Streams `caller` has open now.
-    pub fn open_by(&self, caller: &str) -> usize {
+    #[cfg(test)]
+    fn open_by(&self, caller: &str) -> usize {
         let by_caller = self
             .by_caller
             .lock()

@@ -93,6 +93,17 @@ impl TestDatabase {
         conn
     }
 
+    /// The pattern of the Redis keys that services on this guard's schemas keep (monitoring's
+    /// active-task view has no expiry: it lives as long as its deployment), built the way
+    /// the services build their key prefixes, so the guard removes what its tests left.
+    fn redis_keys(&self) -> String {
+        let schemas = format!("{}_", self.prefix);
+        format!(
+            "{}*",
+            switchyard_monitoring::active::key_prefix(&database_url(), &schemas)
+        )
+    }
+
     /// A direct connection to `service`'s database, for assertions and tampering.
     pub async fn connect(&self, service: &str) -> DatabaseConnection {
         switchyard_runtime::db::connect(&self.config(service))
@@ -128,19 +139,6 @@ impl Drop for TestDatabase {
         if let Ok(Err(error)) = handle.join() {
             eprintln!("test schema cleanup failed: {error}");
         }
-    }
-}
-
-impl TestDatabase {
-    /// The pattern of the Redis keys that services on this guard's schemas keep (monitoring's
-    /// active-task view has no expiry: it lives as long as its deployment), built the way
-    /// the services build their key prefixes, so the guard removes what its tests left.
-    pub fn redis_keys(&self) -> String {
-        let schemas = format!("{}_", self.prefix);
-        format!(
-            "{}*",
-            switchyard_monitoring::active::key_prefix(&database_url(), &schemas)
-        )
     }
 }
 
